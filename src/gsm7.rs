@@ -1,0 +1,1 @@
+//! GSM-7 placeholder (the menus helper replaces this file).

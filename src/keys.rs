@@ -1,0 +1,192 @@
+//! Every Redis key Duka writes, built in one place, with the reason for its hash tag.
+//!
+//! # Why shards, not one tag per phone
+//! A Redis Cluster runs a multi-key command or script only when all its keys hash to one slot, and
+//! Duka has three atomic steps that span "a shopper" and "an order":
+//!
+//! 1. a USSD hop (session, cart, profile; at checkout also the new order and its payment job);
+//! 2. a payment (the order, the shopper's profile summary of it, the receipt SMS in the outbox);
+//! 3. claiming background work (the due-job queue).
+//!
+//! So every key of a shopper *and* of that shopper's orders carries the same tag `{s<NN>}`, one of
+//! [`SHARDS`] shard tags. A phone's shard is a hash of its digits; an order number is drawn at
+//! random until its own hash lands on the same shard ([`shard_of`] of both agree), so an order
+//! number alone (a paybill account typed by hand) finds its keys without any index. Each shard
+//! has its own job queue, so no single slot carries all background traffic, and 64 shards spread
+//! evenly over any realistic number of cluster masters.
+//!
+//! Two indexes live outside the shards, each in a slot of its own, because their lookup value is
+//! chosen by someone else: Daraja's `CheckoutRequestID` and Africa's Talking's SMS `messageId`.
+//! They are written before the value can arrive and are only ever read, so they need no atomicity
+//! with anything.
+//!
+//! | key | holds | TTL |
+//! |---|---|---|
+//! | `P{sNN}:sess:<session id>` | USSD session state | [`SESSION_TTL_MS`] |
+//! | `P{sNN}:cart:<msisdn>` | the shopper's cart | [`CART_TTL_MS`] |
+//! | `P{sNN}:prof:<msisdn>` | language, last orders' summaries, nudge date | [`PROFILE_TTL_MS`] |
+//! | `P{sNN}:order:<number>` | order, attempts, payments, receipt SMS state | order TTL + [`ORDER_RETENTION_MS`] |
+//! | `P{sNN}:audit:<number>` | raw payment callbacks of the order | as the order |
+//! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none |
+//! | `P{stk:<CheckoutRequestID>}` | the order number an STK push belongs to | [`ORDER_RETENTION_MS`] |
+//! | `P{atsms:<messageId>}` | the order and message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
+//!
+//! `P` is the configurable key prefix (`duka` by default; tests use a random one).
+
+use crate::msisdn::Msisdn;
+
+/// How many shard tags the keyspace is split into. Changing it moves every key: it is a constant.
+pub const SHARDS: u16 = 64;
+
+/// A USSD session outlives the telcos' 180 s limit by a margin, then disappears.
+pub const SESSION_TTL_MS: u64 = 300_000;
+/// A cart waits this long for its shopper to come back.
+pub const CART_TTL_MS: u64 = 12 * 3_600_000;
+/// The profile (language, order summaries) is kept this long after the last visit.
+pub const PROFILE_TTL_MS: u64 = 180 * 24 * 3_600_000;
+/// Orders, paid or not, are kept this long after they stop being payable, for support and audit.
+pub const ORDER_RETENTION_MS: u64 = 90 * 24 * 3_600_000;
+
+/// CRC16/XMODEM, the checksum Redis Cluster uses to place keys in slots.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The Redis Cluster slot of a key, honouring `{hash tags}`.
+pub fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16(hashed) % 16384
+}
+
+/// The shard of a phone number or an order number.
+pub fn shard_of(id: &str) -> u16 {
+    crc16(id.as_bytes()) % SHARDS
+}
+
+/// Builds keys under one prefix.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn sharded(&self, shard: u16, rest: std::fmt::Arguments<'_>) -> String {
+        format!("{}{{s{shard:02}}}:{rest}", self.prefix)
+    }
+
+    pub fn session(&self, msisdn: &Msisdn, session_id: &str) -> String {
+        self.sharded(
+            shard_of(msisdn.digits()),
+            format_args!("sess:{session_id}"),
+        )
+    }
+
+    pub fn cart(&self, msisdn: &Msisdn) -> String {
+        self.sharded(
+            shard_of(msisdn.digits()),
+            format_args!("cart:{}", msisdn.digits()),
+        )
+    }
+
+    pub fn profile(&self, msisdn: &Msisdn) -> String {
+        self.sharded(
+            shard_of(msisdn.digits()),
+            format_args!("prof:{}", msisdn.digits()),
+        )
+    }
+
+    pub fn order(&self, order_number: &str) -> String {
+        self.sharded(shard_of(order_number), format_args!("order:{order_number}"))
+    }
+
+    pub fn audit(&self, order_number: &str) -> String {
+        self.sharded(shard_of(order_number), format_args!("audit:{order_number}"))
+    }
+
+    /// The due-job queue of a shard.
+    pub fn jobs(&self, shard: u16) -> String {
+        self.sharded(shard, format_args!("jobs"))
+    }
+
+    pub fn stk_index(&self, checkout_request_id: &str) -> String {
+        format!("{}{{stk:{checkout_request_id}}}", self.prefix)
+    }
+
+    pub fn sms_index(&self, message_id: &str) -> String {
+        format!("{}{{atsms:{message_id}}}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_redis_cluster_reference_value() {
+        // The value the Redis Cluster specification gives for "123456789".
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn slots_honour_hash_tags_like_redis_does() {
+        assert_eq!(cluster_slot("foo"), 12182);
+        assert_eq!(cluster_slot("{user1000}.following"), cluster_slot("user1000"));
+        assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
+        assert_eq!(cluster_slot("foo{{bar}}zap"), cluster_slot("{bar"));
+    }
+
+    #[test]
+    fn a_shoppers_keys_share_one_slot() {
+        let keys = Keys::new("duka");
+        let msisdn = Msisdn::parse("0712345678").unwrap();
+        let slot = cluster_slot(&keys.session(&msisdn, "ATUid_1"));
+        assert_eq!(cluster_slot(&keys.cart(&msisdn)), slot);
+        assert_eq!(cluster_slot(&keys.profile(&msisdn)), slot);
+        assert_eq!(
+            cluster_slot(&keys.jobs(shard_of(msisdn.digits()))),
+            slot
+        );
+    }
+
+    #[test]
+    fn an_order_in_the_shoppers_shard_shares_the_shoppers_slot() {
+        let keys = Keys::new("duka");
+        let msisdn = Msisdn::parse("0712345678").unwrap();
+        let order_number = (0..)
+            .map(|i| format!("T{i}"))
+            .find(|n| shard_of(n) == shard_of(msisdn.digits()))
+            .unwrap();
+        assert_eq!(
+            cluster_slot(&keys.order(&order_number)),
+            cluster_slot(&keys.cart(&msisdn))
+        );
+    }
+}

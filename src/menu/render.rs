@@ -1,0 +1,1 @@
+//! Placeholder (the menus helper replaces this file).

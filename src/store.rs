@@ -1,0 +1,262 @@
+//! The store: a few atomic primitives that Redis and the embedded store both provide.
+//!
+//! Duka's logic (the menu engine, the payment state machine, the outbox) runs in Rust against
+//! values it has read, and writes its result back as one [`Batch`]: a list of guards ("this key
+//! still holds exactly what I read") and a list of writes, applied all together or not at all.
+//! This is optimistic concurrency: two hops of one session, or two payment callbacks of one order,
+//! read the same value; the first commit wins and the second sees [`Commit::Conflict`], reads
+//! again and decides again. It holds across nodes, because the check runs inside Redis.
+//!
+//! Keeping the logic out of the store means the embedded store cannot drift from Redis: it only
+//! has to implement four small primitives, and one shared test suite
+//! (`store::contract_tests`) proves both do the same.
+//!
+//! Every call touches keys of one hash slot (see [`crate::keys`]), so each is one round trip on a
+//! single Redis and on a Redis Cluster alike.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+/// What went wrong talking to the store. Conflicts are not errors: see [`Commit`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable")]
+    Unavailable(#[source] ::redis::RedisError),
+    #[error("the store answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+/// One write of a [`Batch`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Set a string value, with a time to live in milliseconds (none: keep forever).
+    Set {
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    /// Delete a key of any type.
+    Delete { key: String },
+    /// Add a member to a sorted set, or move it to a new score.
+    ZAdd {
+        key: String,
+        score: i64,
+        member: String,
+    },
+    /// Remove a member from a sorted set.
+    ZRem { key: String, member: String },
+}
+
+/// A guard: the key must hold exactly `expected` (`None`: the key must not exist).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    pub key: String,
+    pub expected: Option<Vec<u8>>,
+}
+
+/// Writes applied atomically, only if every guard holds. All keys must share one hash slot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub guards: Vec<Guard>,
+    pub writes: Vec<Write>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `key` to still hold `expected` (as read).
+    pub fn guard(&mut self, key: impl Into<String>, expected: Option<&[u8]>) -> &mut Self {
+        self.guards.push(Guard {
+            key: key.into(),
+            expected: expected.map(<[u8]>::to_vec),
+        });
+        self
+    }
+
+    pub fn set(&mut self, key: impl Into<String>, value: Vec<u8>, ttl_ms: Option<u64>) -> &mut Self {
+        self.writes.push(Write::Set {
+            key: key.into(),
+            value,
+            ttl_ms,
+        });
+        self
+    }
+
+    pub fn delete(&mut self, key: impl Into<String>) -> &mut Self {
+        self.writes.push(Write::Delete { key: key.into() });
+        self
+    }
+
+    pub fn zadd(&mut self, key: impl Into<String>, score: i64, member: impl Into<String>) -> &mut Self {
+        self.writes.push(Write::ZAdd {
+            key: key.into(),
+            score,
+            member: member.into(),
+        });
+        self
+    }
+
+    pub fn zrem(&mut self, key: impl Into<String>, member: impl Into<String>) -> &mut Self {
+        self.writes.push(Write::ZRem {
+            key: key.into(),
+            member: member.into(),
+        });
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// The outcome of [`Store::commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Commit {
+    Applied,
+    /// A guard did not hold: someone else changed a key since it was read. Nothing was written.
+    Conflict,
+}
+
+/// The primitives every store provides. Each call is one round trip.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads string values (`MGET`). Keys of one slot.
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    /// Applies a batch atomically if its guards hold. Keys of one slot.
+    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError>;
+
+    /// Claims up to `limit` members of the sorted set `queue` whose score is at most `now_ms`,
+    /// by moving each to `now_ms + lease_ms` in the same atomic step: a claimed job is invisible
+    /// to other workers until its lease runs out, and comes back by itself if its worker dies.
+    async fn claim_due(
+        &self,
+        queue: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Checks the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short name for logs and metrics: `memory`, `redis`, `redis-cluster`.
+    fn kind(&self) -> &'static str;
+}
+
+/// The store as the application holds it.
+pub type SharedStore = Arc<dyn Store>;
+
+/// One behaviour, proven for every store: the embedded store and Redis run these same tests.
+#[cfg(test)]
+pub(crate) mod contract_tests {
+    use super::*;
+
+    fn k(name: &str) -> String {
+        format!("t{{s01}}:{name}")
+    }
+
+    pub async fn all(store: &dyn Store) {
+        absent_keys_read_as_none(store).await;
+        guards_protect_against_lost_updates(store).await;
+        a_guard_on_an_absent_key_requires_it_to_stay_absent(store).await;
+        ttls_expire_values(store).await;
+        claims_lease_jobs_until_they_expire(store).await;
+        deletes_and_zrem_apply(store).await;
+    }
+
+    async fn absent_keys_read_as_none(store: &dyn Store) {
+        let values = store.get(&[k("nothing"), k("nothing2")]).await.unwrap();
+        assert_eq!(values, vec![None, None]);
+    }
+
+    async fn guards_protect_against_lost_updates(store: &dyn Store) {
+        let key = k("counter");
+        let mut first = Batch::new();
+        first.guard(&key, None).set(&key, b"1".to_vec(), None);
+        assert_eq!(store.commit(&first).await.unwrap(), Commit::Applied);
+
+        // Two writers both read "1"; only one may turn it into "2".
+        let mut a = Batch::new();
+        a.guard(&key, Some(b"1")).set(&key, b"2a".to_vec(), None);
+        let mut b = Batch::new();
+        b.guard(&key, Some(b"1")).set(&key, b"2b".to_vec(), None);
+        assert_eq!(store.commit(&a).await.unwrap(), Commit::Applied);
+        assert_eq!(store.commit(&b).await.unwrap(), Commit::Conflict);
+        assert_eq!(store.get(&[key]).await.unwrap(), vec![Some(b"2a".to_vec())]);
+    }
+
+    async fn a_guard_on_an_absent_key_requires_it_to_stay_absent(store: &dyn Store) {
+        let key = k("once");
+        let other = k("once-side-effect");
+        let mut claim = Batch::new();
+        claim
+            .guard(&key, None)
+            .set(&key, b"x".to_vec(), None)
+            .set(&other, b"y".to_vec(), None);
+        assert_eq!(store.commit(&claim).await.unwrap(), Commit::Applied);
+        let mut again = Batch::new();
+        again
+            .guard(&key, None)
+            .set(&key, b"z".to_vec(), None)
+            .set(&other, b"w".to_vec(), None);
+        assert_eq!(store.commit(&again).await.unwrap(), Commit::Conflict);
+        assert_eq!(
+            store.get(&[key, other]).await.unwrap(),
+            vec![Some(b"x".to_vec()), Some(b"y".to_vec())],
+            "a conflicting batch writes nothing at all"
+        );
+    }
+
+    async fn ttls_expire_values(store: &dyn Store) {
+        let key = k("short");
+        let mut batch = Batch::new();
+        batch.set(&key, b"v".to_vec(), Some(50));
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+        assert_eq!(store.get(&[key.clone()]).await.unwrap(), vec![Some(b"v".to_vec())]);
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        assert_eq!(store.get(&[key]).await.unwrap(), vec![None]);
+    }
+
+    async fn claims_lease_jobs_until_they_expire(store: &dyn Store) {
+        let queue = k("jobs");
+        let mut batch = Batch::new();
+        batch
+            .zadd(&queue, 100, "job-a")
+            .zadd(&queue, 200, "job-b")
+            .zadd(&queue, 5_000, "job-later");
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+
+        let mut claimed = store.claim_due(&queue, 1_000, 10_000, 10).await.unwrap();
+        claimed.sort();
+        assert_eq!(claimed, vec!["job-a".to_owned(), "job-b".to_owned()]);
+        // Leased until 11_000: invisible to a second worker now and just before.
+        assert!(store.claim_due(&queue, 1_001, 10_000, 10).await.unwrap().is_empty());
+        let at_10_999 = store.claim_due(&queue, 10_999, 10_000, 10).await.unwrap();
+        assert!(!at_10_999.contains(&"job-a".to_owned()));
+        // The lease runs out and another worker gets the job.
+        let at_11_000 = store.claim_due(&queue, 11_000, 10_000, 1).await.unwrap();
+        assert_eq!(at_11_000.len(), 1);
+        assert!(at_11_000[0] == "job-a" || at_11_000[0] == "job-b");
+    }
+
+    async fn deletes_and_zrem_apply(store: &dyn Store) {
+        let queue = k("jobs2");
+        let key = k("gone");
+        let mut batch = Batch::new();
+        batch.zadd(&queue, 1, "j").set(&key, b"v".to_vec(), None);
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+        let mut remove = Batch::new();
+        remove.zrem(&queue, "j").delete(&key);
+        assert_eq!(store.commit(&remove).await.unwrap(), Commit::Applied);
+        assert!(store.claim_due(&queue, 1_000, 1, 10).await.unwrap().is_empty());
+        assert_eq!(store.get(&[key]).await.unwrap(), vec![None]);
+    }
+}

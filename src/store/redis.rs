@@ -1,0 +1,246 @@
+//! The [`Store`] primitives on Redis: a single server or a Redis Cluster.
+//!
+//! `get` is `MGET`; `commit` and `claim_due` are Lua scripts, sent as `EVALSHA` (the script is
+//! loaded once per server, on the first `NOSCRIPT` answer). Each is one round trip, and each
+//! touches keys of one hash slot (see [`crate::keys`]), so the cluster client routes it to the one
+//! master that owns the slot and follows `MOVED`/`ASK` redirections by itself.
+//!
+//! Single-node connections go through a [`ConnectionManager`]: one multiplexed connection shared
+//! by every request, which reconnects by itself after Redis restarts. Requests in flight while
+//! Redis is away fail fast (a response timeout), so a USSD hop answers with an apology instead of
+//! hanging past the aggregator's deadline.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Script};
+
+use super::{Batch, Commit, Store, StoreError, Write};
+
+/// Applies a [`Batch`]: checks every guard, then applies every write, or returns 0.
+///
+/// ARGV holds the guard count, then `key-index present value` per guard, then the writes:
+/// `S key-index value ttl-ms` (0 = no TTL), `D key-index`, `Z key-index score member`,
+/// `R key-index member`.
+const COMMIT_LUA: &str = r"
+local guards = tonumber(ARGV[1])
+local i = 2
+for _ = 1, guards do
+  local current = redis.call('GET', KEYS[tonumber(ARGV[i])])
+  if ARGV[i + 1] == '0' then
+    if current then return 0 end
+  elseif current ~= ARGV[i + 2] then
+    return 0
+  end
+  i = i + 3
+end
+while i <= #ARGV do
+  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
+  if op == 'S' then
+    if ARGV[i + 3] == '0' then
+      redis.call('SET', key, ARGV[i + 2])
+    else
+      redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[i + 3])
+    end
+    i = i + 4
+  elseif op == 'D' then
+    redis.call('DEL', key)
+    i = i + 2
+  elseif op == 'Z' then
+    redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'R' then
+    redis.call('ZREM', key, ARGV[i + 2])
+    i = i + 3
+  else
+    return redis.error_reply('unknown batch op ' .. tostring(op))
+  end
+end
+return 1
+";
+
+/// Leases due jobs: every member of KEYS[1] scored at most ARGV[1] moves to ARGV[1] + ARGV[2].
+const CLAIM_LUA: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], until_ms, member)
+end
+return due
+";
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Redis as the store.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    commit_script: Script,
+    claim_script: Script,
+}
+
+/// How long a single Redis call may take before the hop gives up with an apology.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(2_000);
+const CONNECTION_TIMEOUT: Duration = Duration::from_millis(2_000);
+
+impl RedisStore {
+    /// Connects to a single Redis server at `url` (`redis://host:port/db`).
+    ///
+    /// # Errors
+    /// The URL is invalid or Redis does not answer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(StoreError::Unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self::with(Connection::Single(manager)))
+    }
+
+    /// Connects to a Redis Cluster through any of its `seeds` (`redis://host:port`).
+    ///
+    /// # Errors
+    /// No seed answers, or the cluster is not ready.
+    pub async fn connect_cluster(seeds: &[String]) -> Result<Self, StoreError> {
+        let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(6)
+            .min_retry_wait(50)
+            .max_retry_wait(1_000)
+            .build()
+            .map_err(StoreError::Unavailable)?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self::with(Connection::Cluster(connection)))
+    }
+
+    fn with(connection: Connection) -> Self {
+        Self {
+            connection,
+            commit_script: Script::new(COMMIT_LUA),
+            claim_script: Script::new(CLAIM_LUA),
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        match &self.connection {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+        .map_err(StoreError::Unavailable)
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        match &self.connection {
+            Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await,
+            Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+        }
+        .map_err(StoreError::Unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn get(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(key);
+        }
+        self.query(&cmd).await
+    }
+
+    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+        let mut invocation = self.commit_script.prepare_invoke();
+        let mut key_count = 0usize;
+        let mut next_key = |invocation: &mut redis::ScriptInvocation<'_>, key: &str| {
+            invocation.key(key);
+            key_count += 1;
+            key_count
+        };
+        invocation.arg(batch.guards.len());
+        for guard in &batch.guards {
+            let index = next_key(&mut invocation, &guard.key);
+            match &guard.expected {
+                Some(value) => invocation.arg(index).arg("1").arg(value.as_slice()),
+                None => invocation.arg(index).arg("0").arg(""),
+            };
+        }
+        for write in &batch.writes {
+            match write {
+                Write::Set { key, value, ttl_ms } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation
+                        .arg("S")
+                        .arg(index)
+                        .arg(value.as_slice())
+                        .arg(ttl_ms.unwrap_or(0))
+                }
+                Write::Delete { key } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("D").arg(index)
+                }
+                Write::ZAdd { key, score, member } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("Z").arg(index).arg(*score).arg(member)
+                }
+                Write::ZRem { key, member } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("R").arg(index).arg(member)
+                }
+            };
+        }
+        let applied: i64 = self.invoke(&invocation).await?;
+        Ok(if applied == 1 {
+            Commit::Applied
+        } else {
+            Commit::Conflict
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        queue: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut invocation = self.claim_script.prepare_invoke();
+        invocation.key(queue).arg(now_ms).arg(lease_ms).arg(limit);
+        self.invoke(&invocation).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Protocol(format!("PING answered {pong:?}")))
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.connection {
+            Connection::Single(_) => "redis",
+            Connection::Cluster(_) => "redis-cluster",
+        }
+    }
+}
