@@ -19,3 +19,6 @@ pub mod store;
 pub mod orders;
 pub mod gsm7;
 pub mod menu;
+pub mod mpesa;
+pub mod sms;
+pub mod sandbox;

@@ -1,0 +1,1 @@
+//! Placeholder (the M-Pesa helper replaces this file).

@@ -1,0 +1,3 @@
+//! SMS: the receipt and notice messages, and the client that sends them.
+
+pub mod africastalking;

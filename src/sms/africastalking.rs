@@ -1,0 +1,1 @@
+//! Placeholder (the SMS helper replaces this file).
