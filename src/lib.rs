@@ -10,15 +10,32 @@
 //! 4. [`jobs`] picks up the work the commit scheduled (the STK push, the receipt SMS) after the
 //!    reply has gone out.
 //!
-//! [`keys`] documents the Redis key layout and why each key has its hash tag.
+//! [`keys`] documents the Redis key layout and why each key has its hash tag; [`store`] the
+//! four primitives everything is built from.
 
-pub mod msisdn;
+// Domain types, parsed at the edge.
 pub mod money;
-pub mod keys;
-pub mod store;
+pub mod msisdn;
 pub mod orders;
+// The menus and the pure engine.
 pub mod gsm7;
 pub mod menu;
+// Storage.
+pub mod keys;
+pub mod store;
+// The request path.
+pub mod gateway;
+pub mod session;
+pub mod shop;
+// Background work, payments and SMS.
+pub mod jobs;
 pub mod mpesa;
 pub mod sms;
 pub mod sandbox;
+// The server.
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod startup;
+pub mod telemetry;
+pub mod testing;

@@ -11,7 +11,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::shard_of;
+use crate::menu::Lang;
 use crate::money::Kes;
+use crate::msisdn::Msisdn;
 
 /// The characters of an order number: digits and capitals without `0 1 O I`.
 pub const ORDER_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -86,6 +88,204 @@ pub struct OrderSummary {
     pub total: Kes,
     pub status: OrderStatus,
     pub placed_at_ms: i64,
+}
+
+/// An order as stored, with everything that happened to it. One JSON value under
+/// [`crate::keys::Keys::order`]; every change to it is a guarded commit, so two callbacks racing
+/// each other cannot both win.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub number: String,
+    /// The shopper who placed it: receipts always go here, whoever paid.
+    pub msisdn: Msisdn,
+    pub lang: Lang,
+    pub lines: Vec<OrderLine>,
+    pub total: Kes,
+    pub status: OrderStatus,
+    pub placed_at_ms: i64,
+    /// After this the order is no longer payable (`DUKA_ORDER_TTL_S`).
+    pub expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_at_ms: Option<i64>,
+    /// STK push attempts, in order; numbered from 1.
+    #[serde(default)]
+    pub attempts: Vec<PaymentAttempt>,
+    /// Money received, one entry per distinct M-Pesa receipt (or `TransID`).
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+    /// Things an operator must look at.
+    #[serde(default)]
+    pub flags: Vec<OrderFlag>,
+    /// Ids of the outbox messages about this order (receipt, payment notices), oldest first.
+    #[serde(default)]
+    pub messages: Vec<String>,
+}
+
+impl Order {
+    /// A new order awaiting payment, with its first STK attempt requested for `payer`.
+    pub fn place(
+        number: String,
+        msisdn: Msisdn,
+        lang: Lang,
+        lines: Vec<OrderLine>,
+        payer: Msisdn,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Self {
+        let total = lines.iter().map(OrderLine::total).sum();
+        Self {
+            number,
+            msisdn,
+            lang,
+            lines,
+            total,
+            status: OrderStatus::AwaitingPayment,
+            placed_at_ms: now_ms,
+            expires_at_ms: now_ms + ttl_ms,
+            paid_at_ms: None,
+            attempts: vec![PaymentAttempt::requested(1, payer, now_ms)],
+            payments: Vec::new(),
+            flags: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    pub fn summary(&self) -> OrderSummary {
+        OrderSummary {
+            number: self.number.clone(),
+            total: self.total,
+            status: self.status,
+            placed_at_ms: self.placed_at_ms,
+        }
+    }
+
+    pub fn attempt(&self, n: u32) -> Option<&PaymentAttempt> {
+        self.attempts.iter().find(|a| a.n == n)
+    }
+
+    pub fn attempt_mut(&mut self, n: u32) -> Option<&mut PaymentAttempt> {
+        self.attempts.iter_mut().find(|a| a.n == n)
+    }
+
+    /// Items in the order (sum of quantities).
+    pub fn item_count(&self) -> u32 {
+        self.lines.iter().map(|l| l.qty).sum()
+    }
+
+    pub fn flag(&mut self, flag: OrderFlag) {
+        if !self.flags.contains(&flag) {
+            self.flags.push(flag);
+        }
+    }
+}
+
+/// One STK push, from the request to its result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAttempt {
+    pub n: u32,
+    /// The phone the prompt goes to (the shopper's, or another number they gave).
+    pub payer: Msisdn,
+    pub state: AttemptState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_desc: Option<String>,
+    /// Why the push itself failed, when Daraja refused it or could not be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub requested_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// STK queries made for this attempt by reconciliation.
+    #[serde(default)]
+    pub queries: u32,
+    /// Callbacks received for this attempt (duplicates included).
+    #[serde(default)]
+    pub callbacks: u32,
+}
+
+impl PaymentAttempt {
+    pub fn requested(n: u32, payer: Msisdn, now_ms: i64) -> Self {
+        Self {
+            n,
+            payer,
+            state: AttemptState::Requested,
+            checkout_request_id: None,
+            merchant_request_id: None,
+            result_code: None,
+            result_desc: None,
+            error: None,
+            requested_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            queries: 0,
+            callbacks: 0,
+        }
+    }
+
+    /// True while the attempt may still end in a payment.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.state,
+            AttemptState::Requested | AttemptState::Sent | AttemptState::Unknown
+        )
+    }
+}
+
+/// Where an STK push attempt stands (the reference's suggested state machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptState {
+    /// Scheduled; the push has not been sent yet.
+    Requested,
+    /// Daraja accepted the push; waiting for the shopper and the callback.
+    Sent,
+    Succeeded,
+    Failed,
+    /// The push or its result is unknown (a timeout, a 5xx, no callback): reconciliation queries.
+    Unknown,
+}
+
+/// Money received for an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The M-Pesa receipt (`MpesaReceiptNumber` or `TransID`); `None` when only an STK query
+    /// proved the payment (it carries no receipt), until a callback or confirmation supplies it.
+    pub receipt: Option<String>,
+    pub amount: Kes,
+    pub source: PaymentSource,
+    pub at_ms: i64,
+    /// The STK attempt it settled, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// How a payment reached Duka.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentSource {
+    /// The STK callback.
+    Stk,
+    /// An STK query answered "paid".
+    StkQuery,
+    /// A paybill (C2B) confirmation.
+    Paybill,
+}
+
+/// Something about an order that needs an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderFlag {
+    /// Paid more than once (or more than the total): refund the excess.
+    Overpaid,
+    /// A payment smaller than the total arrived; the order is not paid.
+    Underpaid,
+    /// A payment for an order that was no longer payable (expired): refund or honour it.
+    PaidAfterExpiry,
+    /// A success callback whose amount or phone did not match; not counted as paid.
+    Mismatch,
 }
 
 #[cfg(test)]

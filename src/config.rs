@@ -1,0 +1,438 @@
+//! Typed settings, loaded from the environment variables named in `CONTRACT.md`.
+//!
+//! With nothing set, the settings run the demo: the embedded store, the built-in M-Pesa and SMS
+//! sandboxes, a random callback secret. Each outside system is either fully configured or left
+//! to its sandbox: a production setting that is half given (a consumer key without its secret,
+//! say) is a start-up error naming every missing variable, never a silent fall back to a sandbox
+//! that would take real shoppers' orders and never charge them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where sessions, carts, orders and the outbox live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The embedded in-process store (demo, replay).
+    Embedded,
+    /// One Redis server.
+    Redis { url: String },
+    /// A Redis Cluster, reached through any of these seeds (`redis://host:port`).
+    Cluster { seeds: Vec<String> },
+}
+
+/// The Daraja side: the built-in sandbox or a real (or stand-in) Daraja.
+#[derive(Clone, Debug)]
+pub enum MpesaSettings {
+    Sandbox,
+    Daraja {
+        base_url: String,
+        consumer_key: String,
+        consumer_secret: SecretString,
+        shortcode: String,
+        passkey: SecretString,
+    },
+}
+
+/// The Africa's Talking SMS side: the built-in sandbox or a real account.
+#[derive(Clone, Debug)]
+pub enum SmsSettings {
+    Sandbox,
+    AfricasTalking {
+        base_url: String,
+        username: String,
+        api_key: SecretString,
+        sender_id: Option<String>,
+    },
+}
+
+/// Everything `duka serve` needs to know.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The base URL at which Safaricom and Africa's Talking reach this server.
+    pub public_url: String,
+    pub menus_dir: PathBuf,
+    pub store: StoreSettings,
+    /// Prefix of every Redis key (`DUKA_KEY_PREFIX`, default `duka`).
+    pub key_prefix: String,
+    pub mpesa: MpesaSettings,
+    /// The secret path segment of the payment callbacks.
+    pub callback_secret: SecretString,
+    /// True when the callback secret was generated at start-up (demo only).
+    pub callback_secret_generated: bool,
+    pub mpesa_query_after: Duration,
+    pub order_ttl: Duration,
+    pub mpesa_allowed_ips: Vec<IpNet>,
+    pub sms: SmsSettings,
+    pub record_dir: Option<PathBuf>,
+    /// `json` for production log shippers, anything else for compact human logs.
+    pub log_format: String,
+}
+
+/// Why the configuration cannot be used. Every problem is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming every variable that is missing or wrong.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming every variable that is missing or wrong.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned());
+
+        let listen = var("DUKA_LISTEN")
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+            .parse::<SocketAddr>()
+            .unwrap_or_else(|e| {
+                problems.push(format!("DUKA_LISTEN: not an address:port ({e})"));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            });
+        let public_url = var("DUKA_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if reqwest::Url::parse(&public_url).is_err() {
+            problems.push(format!("DUKA_PUBLIC_URL: not a URL: {public_url:?}"));
+        }
+
+        let store = match (var("REDIS_URL"), var("REDIS_CLUSTER_NODES")) {
+            (_, Some(nodes)) => StoreSettings::Cluster {
+                seeds: nodes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if s.contains("://") {
+                            s.to_owned()
+                        } else {
+                            format!("redis://{s}")
+                        }
+                    })
+                    .collect(),
+            },
+            (Some(url), None) => match url.strip_prefix("redis+cluster://") {
+                Some(hosts) => StoreSettings::Cluster {
+                    seeds: hosts
+                        .trim_end_matches('/')
+                        .split(',')
+                        .map(|h| format!("redis://{h}"))
+                        .collect(),
+                },
+                None => StoreSettings::Redis { url },
+            },
+            (None, None) => StoreSettings::Embedded,
+        };
+
+        let mpesa = match (
+            var("MPESA_BASE_URL"),
+            var("MPESA_CONSUMER_KEY"),
+            var("MPESA_CONSUMER_SECRET"),
+            var("MPESA_SHORTCODE"),
+            var("MPESA_PASSKEY"),
+        ) {
+            (None, None, None, None, None) => MpesaSettings::Sandbox,
+            (Some(base_url), Some(key), Some(secret), Some(shortcode), Some(passkey)) => {
+                if !(5..=7).contains(&shortcode.len()) || !shortcode.bytes().all(|b| b.is_ascii_digit()) {
+                    problems.push("MPESA_SHORTCODE: a paybill is 5 to 7 digits".to_owned());
+                }
+                MpesaSettings::Daraja {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    consumer_key: key,
+                    consumer_secret: SecretString::from(secret),
+                    shortcode,
+                    passkey: SecretString::from(passkey),
+                }
+            }
+            (base, key, secret, shortcode, passkey) => {
+                let missing: Vec<&str> = [
+                    ("MPESA_BASE_URL", base.is_none()),
+                    ("MPESA_CONSUMER_KEY", key.is_none()),
+                    ("MPESA_CONSUMER_SECRET", secret.is_none()),
+                    ("MPESA_SHORTCODE", shortcode.is_none()),
+                    ("MPESA_PASSKEY", passkey.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+                problems.push(format!(
+                    "M-Pesa is half configured: set {} too, or unset every MPESA_* variable for the sandbox",
+                    missing.join(", ")
+                ));
+                MpesaSettings::Sandbox
+            }
+        };
+
+        let (callback_secret, callback_secret_generated) = match var("MPESA_CALLBACK_SECRET") {
+            Some(secret) => {
+                if let Err(why) = check_callback_secret(&secret) {
+                    problems.push(format!("MPESA_CALLBACK_SECRET: {why}"));
+                }
+                (SecretString::from(secret), false)
+            }
+            None => {
+                if matches!(mpesa, MpesaSettings::Daraja { .. }) {
+                    problems.push(
+                        "MPESA_CALLBACK_SECRET: required with a real Daraja, since the registered callback URLs must not change between starts".to_owned(),
+                    );
+                }
+                (SecretString::from(random_secret()), true)
+            }
+        };
+
+        let seconds = |name: &str, default: u64, problems: &mut Vec<String>| match var(name) {
+            None => Duration::from_secs(default),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(s) if s > 0 => Duration::from_secs(s),
+                _ => {
+                    problems.push(format!("{name}: a whole number of seconds above zero, not {raw:?}"));
+                    Duration::from_secs(default)
+                }
+            },
+        };
+        let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
+        let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
+
+        let mpesa_allowed_ips = var("MPESA_ALLOWED_IPS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .filter_map(|entry| match parse_ip_or_net(entry) {
+                        Some(net) => Some(net),
+                        None => {
+                            problems.push(format!("MPESA_ALLOWED_IPS: not an address or CIDR: {entry:?}"));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let sms = match (var("AT_BASE_URL"), var("AT_USERNAME"), var("AT_API_KEY")) {
+            (None, None, None) => SmsSettings::Sandbox,
+            (Some(base_url), Some(username), Some(api_key)) => {
+                let base_url = base_url.trim_end_matches('/').to_owned();
+                let sandbox_host = base_url.contains("sandbox.africastalking.com");
+                if sandbox_host != username.eq_ignore_ascii_case("sandbox") {
+                    problems.push(format!(
+                        "AT_USERNAME {username:?} does not match AT_BASE_URL {base_url}: the username is `sandbox` exactly when the host is AT's sandbox"
+                    ));
+                }
+                SmsSettings::AfricasTalking {
+                    base_url,
+                    username,
+                    api_key: SecretString::from(api_key),
+                    sender_id: var("AT_SENDER_ID"),
+                }
+            }
+            (base, username, key) => {
+                let missing: Vec<&str> = [
+                    ("AT_BASE_URL", base.is_none()),
+                    ("AT_USERNAME", username.is_none()),
+                    ("AT_API_KEY", key.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+                problems.push(format!(
+                    "Africa's Talking SMS is half configured: set {} too, or unset every AT_* variable for the sandbox",
+                    missing.join(", ")
+                ));
+                SmsSettings::Sandbox
+            }
+        };
+
+        let settings = Settings {
+            listen,
+            public_url,
+            menus_dir: PathBuf::from(var("DUKA_MENUS").unwrap_or_else(|| "menus".to_owned())),
+            store,
+            key_prefix: var("DUKA_KEY_PREFIX").unwrap_or_else(|| "duka".to_owned()),
+            mpesa,
+            callback_secret,
+            callback_secret_generated,
+            mpesa_query_after,
+            order_ttl,
+            mpesa_allowed_ips,
+            sms,
+            record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
+            log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
+        };
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The URL Daraja posts STK results to.
+    pub fn stk_callback_url(&self) -> String {
+        format!(
+            "{}/payments/{}/stk",
+            self.public_url,
+            self.callback_secret.expose_secret()
+        )
+    }
+
+    /// The paybill's C2B confirmation and validation URLs.
+    pub fn c2b_urls(&self) -> (String, String) {
+        let base = format!(
+            "{}/payments/{}/c2b",
+            self.public_url,
+            self.callback_secret.expose_secret()
+        );
+        (format!("{base}/confirm"), format!("{base}/validate"))
+    }
+}
+
+/// A callback secret is a path segment Daraja will accept and nobody can guess.
+fn check_callback_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < 22 {
+        return Err("at least 22 URL-safe characters (128 bits)".to_owned());
+    }
+    if !secret
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("only letters, digits, - and _".to_owned());
+    }
+    let lower = secret.to_ascii_lowercase();
+    if lower.contains("mpesa") || lower.contains("safaricom") {
+        return Err("Daraja refuses callback URLs containing \"mpesa\" or \"safaricom\"".to_owned());
+    }
+    Ok(())
+}
+
+/// 24 random URL-safe characters (143 bits), with no letters that could spell a banned word.
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"23456789bcdfghjklnqrtvwxyzBCDFGHJKLNQRTVWXYZ";
+    let mut rng = rand::rng();
+    (0..26)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn parse_ip_or_net(entry: &str) -> Option<IpNet> {
+    entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn no_configuration_runs_the_demo() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.public_url, "http://127.0.0.1:8080");
+        assert_eq!(settings.store, StoreSettings::Embedded);
+        assert!(matches!(settings.mpesa, MpesaSettings::Sandbox));
+        assert!(matches!(settings.sms, SmsSettings::Sandbox));
+        assert!(settings.callback_secret_generated);
+        check_callback_secret(settings.callback_secret.expose_secret()).unwrap();
+    }
+
+    #[test]
+    fn a_half_given_mpesa_configuration_names_what_is_missing() {
+        let err = load(&[("MPESA_CONSUMER_KEY", "k")]).unwrap_err().to_string();
+        assert!(err.contains("MPESA_CONSUMER_SECRET"), "{err}");
+        assert!(err.contains("MPESA_PASSKEY"), "{err}");
+        assert!(err.contains("MPESA_BASE_URL"), "{err}");
+        assert!(!err.contains("MPESA_CONSUMER_KEY,"), "{err}");
+    }
+
+    #[test]
+    fn a_real_daraja_needs_a_fixed_callback_secret() {
+        let daraja = [
+            ("MPESA_BASE_URL", "https://api.safaricom.co.ke"),
+            ("MPESA_CONSUMER_KEY", "k"),
+            ("MPESA_CONSUMER_SECRET", "s"),
+            ("MPESA_SHORTCODE", "174379"),
+            ("MPESA_PASSKEY", "p"),
+        ];
+        let err = load(&daraja).unwrap_err().to_string();
+        assert!(err.contains("MPESA_CALLBACK_SECRET"), "{err}");
+        let mut with_secret = daraja.to_vec();
+        with_secret.push(("MPESA_CALLBACK_SECRET", "Xq7vT2kd9LwP4nRbH3s8Ze"));
+        assert!(load(&with_secret).is_ok());
+    }
+
+    #[test]
+    fn callback_secrets_daraja_would_refuse_are_refused() {
+        let err = load(&[("MPESA_CALLBACK_SECRET", "my-mpesa-callbacks-are-here")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mpesa"), "{err}");
+        assert!(load(&[("MPESA_CALLBACK_SECRET", "short")]).is_err());
+    }
+
+    #[test]
+    fn a_sandbox_username_on_the_live_host_is_refused() {
+        let err = load(&[
+            ("AT_BASE_URL", "https://api.africastalking.com"),
+            ("AT_USERNAME", "sandbox"),
+            ("AT_API_KEY", "k"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("AT_USERNAME"), "{err}");
+        let err = load(&[("AT_API_KEY", "k")]).unwrap_err().to_string();
+        assert!(err.contains("AT_BASE_URL") && err.contains("AT_USERNAME"), "{err}");
+    }
+
+    #[test]
+    fn cluster_mode_comes_from_either_variable() {
+        let from_url = load(&[("REDIS_URL", "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")]).unwrap();
+        assert_eq!(
+            from_url.store,
+            StoreSettings::Cluster {
+                seeds: vec!["redis://10.0.0.1:7000".into(), "redis://10.0.0.2:7000".into()]
+            }
+        );
+        let from_nodes = load(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000, redis://10.0.0.2:7000")]).unwrap();
+        assert_eq!(from_nodes.store, from_url.store);
+        assert_eq!(
+            load(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap().store,
+            StoreSettings::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+    }
+
+    #[test]
+    fn allowed_ips_take_addresses_and_cidrs() {
+        let settings = load(&[("MPESA_ALLOWED_IPS", "196.201.214.200, 196.201.212.0/24")]).unwrap();
+        assert_eq!(settings.mpesa_allowed_ips.len(), 2);
+        assert!(load(&[("MPESA_ALLOWED_IPS", "not-an-ip")]).is_err());
+    }
+}

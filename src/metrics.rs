@@ -1,0 +1,142 @@
+//! Counters and the hop latency histogram, exposed at `GET /metrics` in Prometheus text format.
+//!
+//! A handful of counters does not justify a metrics framework: counters are a map behind a mutex
+//! (an increment holds it for nanoseconds), the latency histogram is a fixed array of atomics.
+//! They are per node, as Prometheus expects; it sums over nodes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the hop latency buckets, in seconds.
+const HOP_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+/// This node's metrics.
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    hop_buckets: [AtomicU64; HOP_BUCKETS.len()],
+    hop_count: AtomicU64,
+    hop_sum_us: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            counters: Mutex::new(BTreeMap::new()),
+            hop_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            hop_count: AtomicU64::new(0),
+            hop_sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted.
+    pub fn inc(&self, name: &'static str, labels: &[(&str, &str)]) {
+        let mut rendered = String::new();
+        for (i, (key, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                rendered.push(',');
+            }
+            let _ = write!(rendered, "{key}=\"{}\"", value.replace(['"', '\\', '\n'], "_"));
+        }
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((name, rendered))
+            .or_default() += 1;
+    }
+
+    /// Records how long a USSD hop took.
+    pub fn observe_hop(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in HOP_BUCKETS.iter().zip(&self.hop_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.hop_count.fetch_add(1, Ordering::Relaxed);
+        self.hop_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The value of a counter (for tests).
+    pub fn counter(&self, name: &str, labels: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|((n, l), _)| *n == name && l == labels)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut last_name = "";
+        for ((name, labels), value) in &counters {
+            if *name != last_name {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last_name = name;
+            }
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+        let _ = writeln!(out, "# TYPE duka_ussd_hop_seconds histogram");
+        for (bound, bucket) in HOP_BUCKETS.iter().zip(&self.hop_buckets) {
+            let _ = writeln!(
+                out,
+                "duka_ussd_hop_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.hop_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "duka_ussd_hop_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "duka_ussd_hop_seconds_sum {}",
+            self.hop_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "duka_ussd_hop_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_the_histogram_render_as_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.inc("duka_ussd_hops_total", &[("outcome", "ok")]);
+        metrics.inc("duka_ussd_hops_total", &[("outcome", "ok")]);
+        metrics.inc("duka_ussd_hops_total", &[("outcome", "apology")]);
+        metrics.observe_hop(Duration::from_micros(800));
+        metrics.observe_hop(Duration::from_millis(30));
+        let text = metrics.render();
+        assert!(text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2\n"), "{text}");
+        assert!(text.contains("duka_ussd_hops_total{outcome=\"apology\"} 1\n"), "{text}");
+        assert!(text.contains("duka_ussd_hop_seconds_bucket{le=\"0.001\"} 1\n"), "{text}");
+        assert!(text.contains("duka_ussd_hop_seconds_bucket{le=\"0.05\"} 2\n"), "{text}");
+        assert!(text.contains("duka_ussd_hop_seconds_count 2\n"), "{text}");
+        assert_eq!(metrics.counter("duka_ussd_hops_total", "outcome=\"ok\""), 2);
+    }
+}

@@ -1,0 +1,423 @@
+//! One USSD hop, from a gateway-neutral request to the reply, in at most two round trips.
+//!
+//! 1. One `MGET` reads the session, the cart and the profile (they share the shopper's shard).
+//! 2. [`plan`] works out what the shopper typed: the new part of a cumulative text, every input
+//!    of a deep dial, or nothing at all for a retransmission (answered from the stored reply,
+//!    with no write and no side effect repeated).
+//! 3. [`crate::menu::engine`] computes the next screen and state, purely.
+//! 4. One guarded commit writes the session, the cart, the profile and, at checkout, the order
+//!    and its jobs. The guards hold the three values as read, so when two hops of one session
+//!    race (on one node or two), the loser sees a conflict, reads again and is re-planned
+//!    against the winner's state: usually it is then a retransmission.
+//!
+//! The session record keeps the last text and reply so that retransmissions cost one read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{HopInput, UssdRequest};
+use crate::jobs::{Job, JobQueue};
+use crate::keys::{shard_of, CART_TTL_MS, ORDER_RETENTION_MS, PROFILE_TTL_MS, SESSION_TTL_MS};
+use crate::menu::{self, Cart, Effect, Hop, Lang, MenuState, Profile, Reply};
+use crate::orders::Order;
+use crate::shop::Shop;
+use crate::store::{Batch, Commit, StoreError};
+
+/// How many times a hop re-reads and re-plans after losing a race before giving up.
+const MAX_CONFLICTS: usize = 5;
+
+/// A session as stored between hops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The cumulative input text this session has processed (empty before any input).
+    #[serde(rename = "t")]
+    pub text: String,
+    /// The reply sent for that text: a retransmission gets it again.
+    #[serde(rename = "r")]
+    pub reply: Reply,
+    #[serde(rename = "m")]
+    pub menu: MenuState,
+    /// Hops answered, retransmissions excluded.
+    #[serde(rename = "h")]
+    pub hops: u32,
+}
+
+/// What the shopper's latest request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// A new session: show the first screen, then apply these inputs (a deep dial's).
+    Start(Vec<String>),
+    /// An existing session: apply these inputs.
+    Continue(Vec<String>),
+    /// The same request again: answer with the stored reply, change nothing.
+    Repeat,
+}
+
+/// Works out the inputs of a hop from what the gateway sent and what the session has seen.
+///
+/// For a cumulative text, the new input is the text beyond the one already processed, minus the
+/// `*` separator: a `*` the shopper typed inside an input survives. Only a deep dial (the first
+/// hop of a session arriving with text) is split on `*`, since there the `*`s are the dial's.
+pub fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
+    match (session, input) {
+        (None, HopInput::Cumulative(text)) if text.is_empty() => Plan::Start(Vec::new()),
+        (None, HopInput::Cumulative(text)) => {
+            Plan::Start(text.split('*').map(str::to_owned).collect())
+        }
+        (None, HopInput::Latest(inputs)) => Plan::Start(inputs.clone()),
+        (Some(session), _) if session.reply.end => Plan::Repeat,
+        (Some(session), HopInput::Cumulative(text)) => {
+            if *text == session.text {
+                Plan::Repeat
+            } else if session.text.is_empty() {
+                Plan::Continue(vec![text.clone()])
+            } else if let Some(new) = text
+                .strip_prefix(session.text.as_str())
+                .and_then(|rest| rest.strip_prefix('*'))
+            {
+                Plan::Continue(vec![new.to_owned()])
+            } else {
+                // Not an extension of what we saw: a gateway out of step. Show the current
+                // screen again rather than guess which input was meant.
+                tracing::warn!("cumulative text does not extend the session's text; repeating the screen");
+                Plan::Repeat
+            }
+        }
+        (Some(_), HopInput::Latest(inputs)) => Plan::Continue(inputs.clone()),
+    }
+}
+
+/// The answer to a hop.
+#[derive(Clone, Debug)]
+pub struct HopResult {
+    pub reply: Reply,
+    pub lang: Lang,
+    /// The screen now shown, for logs.
+    pub screen: &'static str,
+    pub repeated: bool,
+    /// The order placed by this hop, if any.
+    pub placed_order: Option<String>,
+}
+
+/// Why a hop could not be answered normally. Rendered as an `END` apology.
+#[derive(Debug, thiserror::Error)]
+pub enum HopError {
+    #[error("the store failed during the hop")]
+    Store {
+        #[source]
+        source: StoreError,
+        lang: Lang,
+    },
+    #[error("the session kept changing under the hop ({MAX_CONFLICTS} conflicts)")]
+    Contended { lang: Lang },
+}
+
+impl HopError {
+    /// The shopper's language, as far as the hop got to know it.
+    pub fn lang(&self) -> Lang {
+        match self {
+            HopError::Store { lang, .. } | HopError::Contended { lang } => *lang,
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(raw: Option<&[u8]>, what: &str) -> Option<T> {
+    let raw = raw?;
+    match serde_json::from_slice(raw) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            // A value we cannot read (an older format, a manual edit) is treated as absent
+            // rather than failing every hop of this shopper forever.
+            tracing::warn!(error.message = %e, "ignoring an unreadable stored {what}");
+            None
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("session values always serialise")
+}
+
+/// Answers one hop. See the module docs for the steps.
+///
+/// # Errors
+/// [`HopError`] when the store fails or the session is contended past reason; the caller
+/// answers with an apology in [`HopError::lang`].
+#[tracing::instrument(name = "hop", skip_all, fields(menu.id))]
+pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, HopError> {
+    let session_key = shop.keys.session(&req.msisdn, &req.session_id);
+    let cart_key = shop.keys.cart(&req.msisdn);
+    let profile_key = shop.keys.profile(&req.msisdn);
+    let keys = [session_key.clone(), cart_key.clone(), profile_key.clone()];
+    let mut lang = Lang::default();
+
+    for _ in 0..MAX_CONFLICTS {
+        let values = shop
+            .store
+            .get(&keys)
+            .await
+            .map_err(|source| HopError::Store { source, lang })?;
+        let [session_raw, cart_raw, profile_raw] = <[Option<Vec<u8>>; 3]>::try_from(values)
+            .map_err(|_| HopError::Store {
+                source: StoreError::Protocol("MGET returned the wrong number of values".into()),
+                lang,
+            })?;
+        let session: Option<SessionRecord> = decode(session_raw.as_deref(), "session");
+        let cart: Cart = decode(cart_raw.as_deref(), "cart").unwrap_or_default();
+        let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
+        lang = profile.lang();
+
+        let (inputs, mut state, mut reply, hops) = match plan(session.as_ref(), &req.input) {
+            Plan::Repeat => {
+                let session = session.expect("Repeat is only planned for an existing session");
+                tracing::Span::current().record("menu.id", session.menu.screen_id());
+                return Ok(HopResult {
+                    reply: session.reply,
+                    lang,
+                    screen: session.menu.screen_id(),
+                    repeated: true,
+                    placed_order: None,
+                });
+            }
+            Plan::Start(inputs) => (inputs, None, None, 0),
+            Plan::Continue(inputs) => {
+                let session = session.clone().expect("Continue is only planned for a session");
+                (inputs, Some(session.menu), Some(session.reply), session.hops)
+            }
+        };
+
+        let order_number = shop.draw_order_number(&req.msisdn);
+        let now_ms = shop.clock.now_ms();
+        let mut new_cart = cart.clone();
+        let mut new_profile = profile.clone();
+        let mut effects = Vec::new();
+        if state.is_none() {
+            let hop = Hop {
+                catalog: &shop.catalog,
+                msisdn: &req.msisdn,
+                cart: &new_cart,
+                profile: &new_profile,
+                paybill: &shop.settings.paybill,
+                new_order_number: &order_number,
+                now_ms,
+            };
+            let step = menu::start(&hop);
+            state = Some(step.state);
+            reply = Some(step.reply);
+            new_cart = step.cart;
+            new_profile = step.profile;
+            effects.extend(step.effects);
+        }
+        let mut state = state.expect("set above");
+        let mut reply = reply.expect("set with the state");
+        for input in &inputs {
+            if reply.end {
+                break;
+            }
+            let hop = Hop {
+                catalog: &shop.catalog,
+                msisdn: &req.msisdn,
+                cart: &new_cart,
+                profile: &new_profile,
+                paybill: &shop.settings.paybill,
+                new_order_number: &order_number,
+                now_ms,
+            };
+            let step = menu::step(&hop, &state, input);
+            state = step.state;
+            reply = step.reply;
+            new_cart = step.cart;
+            new_profile = step.profile;
+            effects.extend(step.effects);
+        }
+        lang = new_profile.lang();
+
+        let text = match &req.input {
+            HopInput::Cumulative(text) => text.clone(),
+            HopInput::Latest(_) => String::new(),
+        };
+        let record = SessionRecord {
+            text,
+            reply: reply.clone(),
+            menu: state,
+            hops: hops + 1,
+        };
+
+        let mut batch = Batch::new();
+        batch
+            .guard(&session_key, session_raw.as_deref())
+            .guard(&cart_key, cart_raw.as_deref())
+            .guard(&profile_key, profile_raw.as_deref())
+            .set(&session_key, encode(&record), Some(SESSION_TTL_MS));
+        if new_cart != cart {
+            if new_cart.is_empty() {
+                batch.delete(&cart_key);
+            } else {
+                batch.set(&cart_key, encode(&new_cart), Some(CART_TTL_MS));
+            }
+        }
+        if new_profile != profile {
+            batch.set(&profile_key, encode(&new_profile), Some(PROFILE_TTL_MS));
+        }
+        let mut placed_order = None;
+        let mut wake = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::PlaceOrder {
+                    number,
+                    lines,
+                    total: _,
+                    lang,
+                    payer,
+                } => {
+                    let order = Order::place(
+                        number.clone(),
+                        req.msisdn.clone(),
+                        lang,
+                        lines,
+                        payer,
+                        now_ms,
+                        shop.settings.order_ttl_ms,
+                    );
+                    let order_key = shop.keys.order(&number);
+                    let retention = shop.settings.order_ttl_ms as u64 + ORDER_RETENTION_MS;
+                    batch
+                        .guard(&order_key, None)
+                        .set(&order_key, encode(&order), Some(retention));
+                    let push = Job::Push {
+                        order: number.clone(),
+                        attempt: 1,
+                    };
+                    JobQueue::schedule(shop, &mut batch, &push, now_ms);
+                    JobQueue::schedule(
+                        shop,
+                        &mut batch,
+                        &Job::Expire {
+                            order: number.clone(),
+                        },
+                        order.expires_at_ms,
+                    );
+                    wake.push(push.shard());
+                    placed_order = Some(number);
+                }
+                Effect::PayAgain { number, payer } => {
+                    let job = Job::PayAgain {
+                        order: number,
+                        payer: payer.digits().to_owned(),
+                    };
+                    JobQueue::schedule(shop, &mut batch, &job, now_ms);
+                    wake.push(job.shard());
+                }
+            }
+        }
+
+        match shop.store.commit(&batch).await {
+            Ok(Commit::Applied) => {
+                for shard in wake {
+                    shop.jobs.wake(shard);
+                }
+                tracing::Span::current().record("menu.id", record.menu.screen_id());
+                return Ok(HopResult {
+                    reply,
+                    lang,
+                    screen: record.menu.screen_id(),
+                    repeated: false,
+                    placed_order,
+                });
+            }
+            Ok(Commit::Conflict) => {
+                tracing::debug!(
+                    ussd.shard = shard_of(req.msisdn.digits()),
+                    "hop lost a race; reading again"
+                );
+                continue;
+            }
+            Err(source) => return Err(HopError::Store { source, lang }),
+        }
+    }
+    Err(HopError::Contended { lang })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(text: &str, end: bool) -> SessionRecord {
+        SessionRecord {
+            text: text.to_owned(),
+            reply: Reply {
+                end,
+                text: "screen".into(),
+            },
+            menu: MenuState::default(),
+            hops: 1,
+        }
+    }
+
+    fn cumulative(text: &str) -> HopInput {
+        HopInput::Cumulative(text.to_owned())
+    }
+
+    #[test]
+    fn the_first_hop_starts_the_session() {
+        assert_eq!(plan(None, &cumulative("")), Plan::Start(vec![]));
+    }
+
+    #[test]
+    fn a_deep_dial_applies_every_input_of_the_dial() {
+        assert_eq!(
+            plan(None, &cumulative("1*2")),
+            Plan::Start(vec!["1".into(), "2".into()])
+        );
+    }
+
+    #[test]
+    fn the_new_input_is_the_text_beyond_the_previous_one() {
+        assert_eq!(
+            plan(Some(&session("", false)), &cumulative("1")),
+            Plan::Continue(vec!["1".into()])
+        );
+        assert_eq!(
+            plan(Some(&session("1*2", false)), &cumulative("1*2*3")),
+            Plan::Continue(vec!["3".into()])
+        );
+    }
+
+    #[test]
+    fn a_star_typed_inside_an_input_survives() {
+        assert_eq!(
+            plan(Some(&session("1*2", false)), &cumulative("1*2*0712*345")),
+            Plan::Continue(vec!["0712*345".into()])
+        );
+        assert_eq!(
+            plan(Some(&session("", false)), &cumulative("5*5")),
+            Plan::Continue(vec!["5*5".into()])
+        );
+    }
+
+    #[test]
+    fn the_same_text_again_is_a_retransmission() {
+        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("1*2")), Plan::Repeat);
+        assert_eq!(plan(Some(&session("", false)), &cumulative("")), Plan::Repeat);
+    }
+
+    #[test]
+    fn an_ended_session_only_repeats_its_last_screen() {
+        assert_eq!(plan(Some(&session("1", true)), &cumulative("1*1")), Plan::Repeat);
+    }
+
+    #[test]
+    fn a_text_that_does_not_extend_the_session_repeats_the_screen() {
+        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("3")), Plan::Repeat);
+        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("1*23")), Plan::Repeat);
+    }
+
+    #[test]
+    fn per_hop_gateways_pass_their_inputs_through() {
+        let latest = HopInput::Latest(vec!["2".into()]);
+        assert_eq!(plan(None, &latest), Plan::Start(vec!["2".into()]));
+        assert_eq!(
+            plan(Some(&session("", false)), &latest),
+            Plan::Continue(vec!["2".into()])
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The running shop: what every request handler, background worker and replay shares.
+//!
+//! [`Shop`] holds the store, the key builder, the catalog, the clock and the random source. The
+//! clock and randomness are here, not read ad hoc, so `duka replay` can fix both and get the same
+//! order numbers and times on every run.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::jobs::JobQueue;
+use crate::keys::{shard_of, Keys};
+use crate::menu::Catalog;
+use crate::msisdn::Msisdn;
+use crate::store::SharedStore;
+
+/// Milliseconds since the Unix epoch: the system clock, or a fixed one that only moves when told.
+#[derive(Debug, Default)]
+pub struct Clock {
+    fixed: Option<AtomicI64>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self { fixed: None }
+    }
+
+    pub fn fixed(start_ms: i64) -> Self {
+        Self {
+            fixed: Some(AtomicI64::new(start_ms)),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match &self.fixed {
+            Some(ms) => ms.load(Ordering::SeqCst),
+            None => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Moves a fixed clock forward (no effect on the system clock).
+    pub fn advance_ms(&self, ms: i64) {
+        if let Some(fixed) = &self.fixed {
+            fixed.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Tunables of the shop that come from configuration.
+#[derive(Clone, Debug)]
+pub struct ShopSettings {
+    /// The paybill number shown to shoppers and used for STK pushes.
+    pub paybill: String,
+    /// How long an unpaid order stays payable.
+    pub order_ttl_ms: i64,
+    /// How long an STK push waits for its callback before reconciliation queries.
+    pub query_after_ms: i64,
+}
+
+/// The shared core of a running Duka.
+pub struct Shop {
+    pub store: SharedStore,
+    pub keys: Keys,
+    pub catalog: Arc<Catalog>,
+    pub settings: ShopSettings,
+    pub clock: Clock,
+    pub jobs: JobQueue,
+    rng: Mutex<SmallRng>,
+}
+
+impl Shop {
+    pub fn new(
+        store: SharedStore,
+        keys: Keys,
+        catalog: Arc<Catalog>,
+        settings: ShopSettings,
+        clock: Clock,
+        seed: Option<u64>,
+    ) -> Self {
+        let rng = match seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_rng(&mut rand::rng()),
+        };
+        Self {
+            store,
+            keys,
+            catalog,
+            settings,
+            clock,
+            jobs: JobQueue::new(),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// A fresh order number in the shopper's shard (see [`crate::orders::draw_order_number`]).
+    pub fn draw_order_number(&self, msisdn: &Msisdn) -> String {
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::orders::draw_order_number(&mut *rng, shard_of(msisdn.digits()))
+    }
+
+    /// A random number from the shop's random source (jitter, ids).
+    pub fn random_u64(&self) -> u64 {
+        use rand::Rng;
+        self.rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .random()
+    }
+}

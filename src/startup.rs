@@ -1,0 +1,293 @@
+//! Building and running the server: the store, the catalog, the sandboxes, the worker, the routes.
+//!
+//! [`Application::build`] does everything that can fail at start-up (bad menus, an unreachable
+//! Redis, a sandbox that cannot bind) before the port is opened, so a misconfigured node never
+//! takes traffic. [`router`] lists every HTTP path in one table.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Settings, StoreSettings};
+use crate::gateway::africastalking::SessionEnd;
+use crate::jobs::{run_worker, JobHandler};
+use crate::keys::Keys;
+use crate::menu::Catalog;
+use crate::metrics::Metrics;
+use crate::shop::{Clock, Shop, ShopSettings};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::SharedStore;
+
+/// The largest request body accepted on any route. Real callbacks are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Every request is answered within this time, well inside Africa's Talking's 15 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub shop: Arc<Shop>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Africa's Talking says a session is over on the phone.
+    pub async fn session_ended(&self, end: &SessionEnd) {
+        tracing::info!(
+            ussd.incomplete = end.incomplete,
+            msisdn.masked = %end.msisdn,
+            "session ended on the phone"
+        );
+    }
+}
+
+/// Every route of `duka serve`.
+///
+/// | method and path | module |
+/// |---|---|
+/// | `POST /ussd/africastalking`, `POST /ussd/africastalking/session-end` | [`crate::gateway::africastalking`] |
+/// | `GET /healthz`, `GET /readyz`, `GET /metrics` | here |
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(crate::gateway::africastalking::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(crate::error::log_app_errors))
+        .layer(TraceLayer::new_for_http())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// `GET /healthz`: the process is alive.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the store answers, so hops can be served.
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store did not answer within 1 s\n".to_owned(),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// Knobs that tests, replay and the benchmark turn; `serve` uses the defaults.
+pub struct BuildOptions {
+    /// Seed of the order-number generator (deterministic replays).
+    pub seed: Option<u64>,
+    /// The clock (fixed in replays).
+    pub clock: Clock,
+    /// Use this store instead of the one the settings name.
+    pub store: Option<SharedStore>,
+    /// Run the background worker (push, query, expiry, SMS).
+    pub run_worker: bool,
+    /// How often the worker sweeps every shard for due jobs.
+    pub sweep_every: Duration,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            clock: Clock::system(),
+            store: None,
+            run_worker: true,
+            sweep_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Connects the store the settings name.
+///
+/// # Errors
+/// Redis is unreachable or the URL is invalid.
+pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedStore> {
+    Ok(match settings {
+        StoreSettings::Embedded => {
+            tracing::warn!(
+                "REDIS_URL is not set: using the EMBEDDED IN-PROCESS STORE. Sessions, carts and \
+                 orders live in this process only and are lost when it stops. Set REDIS_URL for production."
+            );
+            Arc::new(MemoryStore::new())
+        }
+        StoreSettings::Redis { url } => Arc::new(
+            RedisStore::connect(url)
+                .await
+                .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?,
+        ),
+        StoreSettings::Cluster { seeds } => Arc::new(
+            RedisStore::connect_cluster(seeds)
+                .await
+                .with_context(|| format!("could not connect to the Redis Cluster via {seeds:?}"))?,
+        ),
+    })
+}
+
+/// A Redis URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A built server, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    handler: Option<Arc<dyn JobHandler>>,
+    sweep_every: Duration,
+}
+
+impl Application {
+    /// Builds the server from settings.
+    ///
+    /// # Errors
+    /// Anything that would make the node unable to serve: invalid menus, an unreachable store,
+    /// a port in use.
+    pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
+        let catalog = Arc::new(
+            Catalog::load(&settings.menus_dir)
+                .with_context(|| format!("the menus in {} are invalid", settings.menus_dir.display()))?,
+        );
+        let store = match options.store {
+            Some(store) => store,
+            None => connect_store(&settings.store).await?,
+        };
+        let shop = Arc::new(Shop::new(
+            store,
+            Keys::new(settings.key_prefix.clone()),
+            catalog,
+            ShopSettings {
+                paybill: "174379".to_owned(),
+                order_ttl_ms: settings.order_ttl.as_millis() as i64,
+                query_after_ms: settings.mpesa_query_after.as_millis() as i64,
+            },
+            options.clock,
+            options.seed,
+        ));
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let state = AppState {
+            shop,
+            metrics: Arc::new(Metrics::new()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            handler: None,
+            sweep_every: options.sweep_every,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests and jobs finish.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = self.handler.clone().map(|handler| {
+            tokio::spawn(run_worker(
+                self.state.shop.clone(),
+                handler,
+                self.sweep_every,
+                stop_rx.clone(),
+            ))
+        });
+        let app = router(self.state.clone());
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        let _ = stop_tx.send(true);
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+        served
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
