@@ -30,6 +30,7 @@ pub mod shop;
 // Background work, payments and SMS.
 pub mod jobs;
 pub mod mpesa;
+pub mod payments;
 pub mod sms;
 pub mod sandbox;
 // The server.
