@@ -27,6 +27,8 @@
 //! | `P{sNN}:prof:<msisdn>` | language, last orders' summaries, nudge date | [`PROFILE_TTL_MS`] |
 //! | `P{sNN}:order:<number>` | order, attempts, payments, receipt SMS state | order TTL + [`ORDER_RETENTION_MS`] |
 //! | `P{sNN}:audit:<number>` | raw payment callbacks of the order | as the order |
+//! | `P{sNN}:msg:<id>` | an outbox SMS (`<order>.r` receipt, `<order>.f<n>` notice, `<msisdn>.n<day>` nudge) | [`ORDER_RETENTION_MS`] |
+//! | `P{sNN}:stklock:<msisdn>` | "an STK push to this phone is pending" (one at a time) | [`STK_LOCK_TTL_MS`] |
 //! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none |
 //! | `P{stk:<CheckoutRequestID>}` | the order number an STK push belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms:<messageId>}` | the order and message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
@@ -46,6 +48,9 @@ pub const CART_TTL_MS: u64 = 12 * 3_600_000;
 pub const PROFILE_TTL_MS: u64 = 180 * 24 * 3_600_000;
 /// Orders, paid or not, are kept this long after they stop being payable, for support and audit.
 pub const ORDER_RETENTION_MS: u64 = 90 * 24 * 3_600_000;
+
+/// How long a phone counts as having an STK prompt pending, unless its result comes first.
+pub const STK_LOCK_TTL_MS: u64 = 90_000;
 
 /// CRC16/XMODEM, the checksum Redis Cluster uses to place keys in slots.
 pub fn crc16(bytes: &[u8]) -> u16 {
@@ -129,6 +134,22 @@ impl Keys {
 
     pub fn audit(&self, order_number: &str) -> String {
         self.sharded(shard_of(order_number), format_args!("audit:{order_number}"))
+    }
+
+    /// An outbox message, in the shard of its owner (see [`crate::jobs::message_owner`]).
+    pub fn message(&self, message_id: &str) -> String {
+        self.sharded(
+            shard_of(crate::jobs::message_owner(message_id)),
+            format_args!("msg:{message_id}"),
+        )
+    }
+
+    /// The marker of a pending STK push to a phone.
+    pub fn stk_lock(&self, payer: &Msisdn) -> String {
+        self.sharded(
+            shard_of(payer.digits()),
+            format_args!("stklock:{}", payer.digits()),
+        )
     }
 
     /// The due-job queue of a shard.
