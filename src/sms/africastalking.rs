@@ -692,7 +692,7 @@ impl PhoneNumber {
         Msisdn::parse(&self.0).ok()
     }
 
-    /// The first four and last two characters, the rest hidden: `+254******78`.
+    /// The first four and last two characters, the rest hidden: `+254*******78`.
     pub fn masked(&self) -> String {
         let chars: Vec<char> = self.0.chars().collect();
         if chars.len() <= 6 {
