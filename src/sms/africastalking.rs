@@ -844,7 +844,8 @@ mod tests {
 
     #[test]
     fn bad_urls_empty_values_and_odd_timeouts_are_refused() {
-        let cases: Vec<(fn(&mut AtSmsConfig), &str)> = vec![
+        type Breakage = fn(&mut AtSmsConfig);
+        let cases: Vec<(Breakage, &str)> = vec![
             (
                 |c| c.base_url = "api.africastalking.com".into(),
                 "InvalidBaseUrl",
