@@ -35,13 +35,23 @@ async fn default_sandbox() -> SmsSandbox {
     start(SmsSandboxConfig::default()).await
 }
 
-/// A client with short timeouts, so the timeout tests take a fraction of a second.
+/// A client with timeouts generous enough for a loaded CI machine.
 fn client(sandbox: &SmsSandbox) -> AtSmsClient {
     let mut config = sandbox.client_config();
-    config.connect_timeout = Duration::from_millis(200);
-    config.read_timeout = Duration::from_millis(500);
+    config.connect_timeout = Duration::from_secs(1);
+    config.read_timeout = Duration::from_secs(5);
     AtSmsClient::new(config).unwrap()
 }
+
+/// A client that gives up after 300 ms, for the timeout tests; the sandbox's stalls last 2 s.
+fn impatient_client(sandbox: &SmsSandbox) -> AtSmsClient {
+    let mut config = sandbox.client_config();
+    config.connect_timeout = Duration::from_millis(100);
+    config.read_timeout = Duration::from_millis(300);
+    AtSmsClient::new(config).unwrap()
+}
+
+const STALL: Duration = Duration::from_secs(2);
 
 fn rejected(code: u16, class: FailureClass) -> SendOutcome {
     SendOutcome::Rejected {
@@ -330,12 +340,12 @@ async fn an_unregistered_sender_id_gets_402_which_pauses_the_outbox() {
 
 #[tokio::test]
 async fn a_reply_lost_after_recording_is_ambiguous_and_the_sms_was_sent() {
-    // Arrange: the sandbox records, then answers long after the client's 500 ms read timeout.
+    // Arrange: the sandbox records, then answers long after the client's read timeout.
     let sandbox = default_sandbox().await;
-    sandbox.script([Step::TimeoutAfterRecording(Duration::from_secs(3))]);
+    sandbox.script([Step::TimeoutAfterRecording(STALL)]);
 
     // Act
-    let error = client(&sandbox)
+    let error = impatient_client(&sandbox)
         .send(&shopper(), RECEIPT)
         .await
         .unwrap_err();
@@ -356,9 +366,9 @@ async fn a_timeout_before_recording_is_still_ambiguous_to_the_client_though_noth
     // The client cannot tell "AT never processed it" from "AT sent it and the reply was lost":
     // both are a read timeout after the request went out, so both must be ambiguous.
     let sandbox = default_sandbox().await;
-    sandbox.script([Step::TimeoutBeforeRecording(Duration::from_secs(3))]);
+    sandbox.script([Step::TimeoutBeforeRecording(STALL)]);
 
-    let error = client(&sandbox)
+    let error = impatient_client(&sandbox)
         .send(&shopper(), RECEIPT)
         .await
         .unwrap_err();
@@ -367,10 +377,7 @@ async fn a_timeout_before_recording_is_still_ambiguous_to_the_client_though_noth
     assert!(sandbox.messages().is_empty());
     let requests = sandbox.requests();
     assert_eq!(requests.len(), 1, "the request did arrive");
-    assert_eq!(
-        requests[0].step,
-        Some(Step::TimeoutBeforeRecording(Duration::from_secs(3)))
-    );
+    assert_eq!(requests[0].step, Some(Step::TimeoutBeforeRecording(STALL)));
 }
 
 #[tokio::test]
