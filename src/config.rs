@@ -150,7 +150,9 @@ impl Settings {
         ) {
             (None, None, None, None, None) => MpesaSettings::Sandbox,
             (Some(base_url), Some(key), Some(secret), Some(shortcode), Some(passkey)) => {
-                if !(5..=7).contains(&shortcode.len()) || !shortcode.bytes().all(|b| b.is_ascii_digit()) {
+                if !(5..=7).contains(&shortcode.len())
+                    || !shortcode.bytes().all(|b| b.is_ascii_digit())
+                {
                     problems.push("MPESA_SHORTCODE: a paybill is 5 to 7 digits".to_owned());
                 }
                 MpesaSettings::Daraja {
@@ -202,7 +204,9 @@ impl Settings {
             Some(raw) => match raw.parse::<u64>() {
                 Ok(s) if s > 0 => Duration::from_secs(s),
                 _ => {
-                    problems.push(format!("{name}: a whole number of seconds above zero, not {raw:?}"));
+                    problems.push(format!(
+                        "{name}: a whole number of seconds above zero, not {raw:?}"
+                    ));
                     Duration::from_secs(default)
                 }
             },
@@ -218,7 +222,9 @@ impl Settings {
                     .filter_map(|entry| match parse_ip_or_net(entry) {
                         Some(net) => Some(net),
                         None => {
-                            problems.push(format!("MPESA_ALLOWED_IPS: not an address or CIDR: {entry:?}"));
+                            problems.push(format!(
+                                "MPESA_ALLOWED_IPS: not an address or CIDR: {entry:?}"
+                            ));
                             None
                         }
                     })
@@ -316,7 +322,9 @@ fn check_callback_secret(secret: &str) -> Result<(), String> {
     }
     let lower = secret.to_ascii_lowercase();
     if lower.contains("mpesa") || lower.contains("safaricom") {
-        return Err("Daraja refuses callback URLs containing \"mpesa\" or \"safaricom\"".to_owned());
+        return Err(
+            "Daraja refuses callback URLs containing \"mpesa\" or \"safaricom\"".to_owned(),
+        );
     }
     Ok(())
 }
@@ -364,7 +372,9 @@ mod tests {
 
     #[test]
     fn a_half_given_mpesa_configuration_names_what_is_missing() {
-        let err = load(&[("MPESA_CONSUMER_KEY", "k")]).unwrap_err().to_string();
+        let err = load(&[("MPESA_CONSUMER_KEY", "k")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("MPESA_CONSUMER_SECRET"), "{err}");
         assert!(err.contains("MPESA_PASSKEY"), "{err}");
         assert!(err.contains("MPESA_BASE_URL"), "{err}");
@@ -407,22 +417,35 @@ mod tests {
         .to_string();
         assert!(err.contains("AT_USERNAME"), "{err}");
         let err = load(&[("AT_API_KEY", "k")]).unwrap_err().to_string();
-        assert!(err.contains("AT_BASE_URL") && err.contains("AT_USERNAME"), "{err}");
+        assert!(
+            err.contains("AT_BASE_URL") && err.contains("AT_USERNAME"),
+            "{err}"
+        );
     }
 
     #[test]
     fn cluster_mode_comes_from_either_variable() {
-        let from_url = load(&[("REDIS_URL", "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")]).unwrap();
+        let from_url =
+            load(&[("REDIS_URL", "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")]).unwrap();
         assert_eq!(
             from_url.store,
             StoreSettings::Cluster {
-                seeds: vec!["redis://10.0.0.1:7000".into(), "redis://10.0.0.2:7000".into()]
+                seeds: vec![
+                    "redis://10.0.0.1:7000".into(),
+                    "redis://10.0.0.2:7000".into()
+                ]
             }
         );
-        let from_nodes = load(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000, redis://10.0.0.2:7000")]).unwrap();
+        let from_nodes = load(&[(
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000, redis://10.0.0.2:7000",
+        )])
+        .unwrap();
         assert_eq!(from_nodes.store, from_url.store);
         assert_eq!(
-            load(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap().store,
+            load(&[("REDIS_URL", "redis://127.0.0.1:6379")])
+                .unwrap()
+                .store,
             StoreSettings::Redis {
                 url: "redis://127.0.0.1:6379".into()
             }

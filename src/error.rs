@@ -55,7 +55,9 @@ impl IntoResponse for AppError {
             )
                 .into_response(),
         };
-        response.extensions_mut().insert(LoggedError(Arc::new(self)));
+        response
+            .extensions_mut()
+            .insert(LoggedError(Arc::new(self)));
         response
     }
 }

@@ -179,10 +179,19 @@ pub async fn run_worker(
     let _ = permits.acquire_many(CONCURRENT_JOBS as u32).await;
 }
 
-async fn claim_and_run(shop: &Arc<Shop>, handler: &Arc<dyn JobHandler>, permits: &Arc<Semaphore>, shard: u16) {
+async fn claim_and_run(
+    shop: &Arc<Shop>,
+    handler: &Arc<dyn JobHandler>,
+    permits: &Arc<Semaphore>,
+    shard: u16,
+) {
     let queue = shop.keys.jobs(shard);
     let now = shop.clock.now_ms();
-    let claimed = match shop.store.claim_due(&queue, now, LEASE_MS, CLAIM_BATCH).await {
+    let claimed = match shop
+        .store
+        .claim_due(&queue, now, LEASE_MS, CLAIM_BATCH)
+        .await
+    {
         Ok(claimed) => claimed,
         Err(e) => {
             tracing::warn!(error.message = %e, jobs.shard = shard, "could not claim jobs; will retry at the next sweep");

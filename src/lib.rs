@@ -31,8 +31,8 @@ pub mod shop;
 pub mod jobs;
 pub mod mpesa;
 pub mod payments;
-pub mod sms;
 pub mod sandbox;
+pub mod sms;
 // The server.
 pub mod config;
 pub mod error;

@@ -46,7 +46,11 @@ impl Metrics {
             if i > 0 {
                 rendered.push(',');
             }
-            let _ = write!(rendered, "{key}=\"{}\"", value.replace(['"', '\\', '\n'], "_"));
+            let _ = write!(
+                rendered,
+                "{key}=\"{}\"",
+                value.replace(['"', '\\', '\n'], "_")
+            );
         }
         *self
             .counters
@@ -132,10 +136,22 @@ mod tests {
         metrics.observe_hop(Duration::from_micros(800));
         metrics.observe_hop(Duration::from_millis(30));
         let text = metrics.render();
-        assert!(text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2\n"), "{text}");
-        assert!(text.contains("duka_ussd_hops_total{outcome=\"apology\"} 1\n"), "{text}");
-        assert!(text.contains("duka_ussd_hop_seconds_bucket{le=\"0.001\"} 1\n"), "{text}");
-        assert!(text.contains("duka_ussd_hop_seconds_bucket{le=\"0.05\"} 2\n"), "{text}");
+        assert!(
+            text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duka_ussd_hops_total{outcome=\"apology\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duka_ussd_hop_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duka_ussd_hop_seconds_bucket{le=\"0.05\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("duka_ussd_hop_seconds_count 2\n"), "{text}");
         assert_eq!(metrics.counter("duka_ussd_hops_total", "outcome=\"ok\""), 2);
     }

@@ -116,7 +116,14 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                         add_flag(order, OrderFlag::Mismatch, &mut outcome);
                         return outcome;
                     }
-                    close_attempt(order, *attempt, AttemptState::Succeeded, 0, result_desc, now_ms);
+                    close_attempt(
+                        order,
+                        *attempt,
+                        AttemptState::Succeeded,
+                        0,
+                        result_desc,
+                        now_ms,
+                    );
                     receive(
                         order,
                         Payment {
@@ -135,7 +142,9 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                     current.result_desc = Some(result_desc.clone());
                     current.updated_at_ms = now_ms;
                 }
-                (code, _) => fail_attempt(order, *attempt, *code, result_desc, now_ms, &mut outcome),
+                (code, _) => {
+                    fail_attempt(order, *attempt, *code, result_desc, now_ms, &mut outcome)
+                }
             }
         }
         Event::StkQuery {
@@ -153,7 +162,14 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
             }
             outcome.changed = true;
             if *result_code == 0 {
-                close_attempt(order, *attempt, AttemptState::Succeeded, 0, result_desc, now_ms);
+                close_attempt(
+                    order,
+                    *attempt,
+                    AttemptState::Succeeded,
+                    0,
+                    result_desc,
+                    now_ms,
+                );
                 let amount = amount_due(order);
                 receive(
                     order,
@@ -167,7 +183,14 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                     &mut outcome,
                 );
             } else {
-                fail_attempt(order, *attempt, *result_code, result_desc, now_ms, &mut outcome);
+                fail_attempt(
+                    order,
+                    *attempt,
+                    *result_code,
+                    result_desc,
+                    now_ms,
+                    &mut outcome,
+                );
             }
         }
         Event::Paybill { trans_id, amount } => {
@@ -265,7 +288,14 @@ fn same_money(counted: &Payment, new: &Payment) -> bool {
     same_receipt || same_attempt || query_and_paybill
 }
 
-fn close_attempt(order: &mut Order, n: u32, state: AttemptState, code: i64, desc: &str, now_ms: i64) {
+fn close_attempt(
+    order: &mut Order,
+    n: u32,
+    state: AttemptState,
+    code: i64,
+    desc: &str,
+    now_ms: i64,
+) {
     if let Some(attempt) = order.attempt_mut(n) {
         attempt.state = state;
         attempt.result_code = Some(code);
@@ -274,7 +304,14 @@ fn close_attempt(order: &mut Order, n: u32, state: AttemptState, code: i64, desc
     }
 }
 
-fn fail_attempt(order: &mut Order, n: u32, code: i64, desc: &str, now_ms: i64, outcome: &mut Outcome) {
+fn fail_attempt(
+    order: &mut Order,
+    n: u32,
+    code: i64,
+    desc: &str,
+    now_ms: i64,
+    outcome: &mut Outcome,
+) {
     let Some(attempt) = order.attempt_mut(n) else {
         return;
     };
@@ -392,7 +429,10 @@ mod tests {
     fn a_success_from_another_phone_is_a_mismatch() {
         let mut order = order();
         let mut event = stk_paid("QKH94M1Z11", 900);
-        if let Event::StkCallback { paid: Some(paid), .. } = &mut event {
+        if let Event::StkCallback {
+            paid: Some(paid), ..
+        } = &mut event
+        {
             paid.phone = Some("254799999999".into());
         }
         assert!(!apply(&mut order, &event, T0 + 1).became_paid);

@@ -78,7 +78,9 @@ pub fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
             } else {
                 // Not an extension of what we saw: a gateway out of step. Show the current
                 // screen again rather than guess which input was meant.
-                tracing::warn!("cumulative text does not extend the session's text; repeating the screen");
+                tracing::warn!(
+                    "cumulative text does not extend the session's text; repeating the screen"
+                );
                 Plan::Repeat
             }
         }
@@ -180,8 +182,15 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             }
             Plan::Start(inputs) => (inputs, None, None, 0),
             Plan::Continue(inputs) => {
-                let session = session.clone().expect("Continue is only planned for a session");
-                (inputs, Some(session.menu), Some(session.reply), session.hops)
+                let session = session
+                    .clone()
+                    .expect("Continue is only planned for a session");
+                (
+                    inputs,
+                    Some(session.menu),
+                    Some(session.reply),
+                    session.hops,
+                )
             }
         };
 
@@ -396,19 +405,34 @@ mod tests {
 
     #[test]
     fn the_same_text_again_is_a_retransmission() {
-        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("1*2")), Plan::Repeat);
-        assert_eq!(plan(Some(&session("", false)), &cumulative("")), Plan::Repeat);
+        assert_eq!(
+            plan(Some(&session("1*2", false)), &cumulative("1*2")),
+            Plan::Repeat
+        );
+        assert_eq!(
+            plan(Some(&session("", false)), &cumulative("")),
+            Plan::Repeat
+        );
     }
 
     #[test]
     fn an_ended_session_only_repeats_its_last_screen() {
-        assert_eq!(plan(Some(&session("1", true)), &cumulative("1*1")), Plan::Repeat);
+        assert_eq!(
+            plan(Some(&session("1", true)), &cumulative("1*1")),
+            Plan::Repeat
+        );
     }
 
     #[test]
     fn a_text_that_does_not_extend_the_session_repeats_the_screen() {
-        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("3")), Plan::Repeat);
-        assert_eq!(plan(Some(&session("1*2", false)), &cumulative("1*23")), Plan::Repeat);
+        assert_eq!(
+            plan(Some(&session("1*2", false)), &cumulative("3")),
+            Plan::Repeat
+        );
+        assert_eq!(
+            plan(Some(&session("1*2", false)), &cumulative("1*23")),
+            Plan::Repeat
+        );
     }
 
     #[test]

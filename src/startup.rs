@@ -84,7 +84,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}\n"),
+        ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "store did not answer within 1 s\n".to_owned(),
@@ -181,10 +184,9 @@ impl Application {
     /// Anything that would make the node unable to serve: invalid menus, an unreachable store,
     /// a port in use.
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
-        let catalog = Arc::new(
-            Catalog::load(&settings.menus_dir)
-                .with_context(|| format!("the menus in {} are invalid", settings.menus_dir.display()))?,
-        );
+        let catalog = Arc::new(Catalog::load(&settings.menus_dir).with_context(|| {
+            format!("the menus in {} are invalid", settings.menus_dir.display())
+        })?);
         let store = match options.store {
             Some(store) => store,
             None => connect_store(&settings.store).await?,

@@ -14,7 +14,11 @@ pub fn init(format: &str) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if format == "json" {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry

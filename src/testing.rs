@@ -50,7 +50,8 @@ impl TestRedis {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port().map_err(|e| TestRedisError::Spawn(e.to_string()))?;
-            let dir = std::env::temp_dir().join(format!("duka-redis-{}-{port}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("duka-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| TestRedisError::Spawn(e.to_string()))?;
             let mut args = vec![
                 "--port".to_owned(),

@@ -56,7 +56,8 @@ async fn ussd_callback(State(app): State<AppState>, body: Bytes) -> Result<Respo
             Ok(text_reply(render(&result.reply)))
         }
         Err(source) => {
-            app.metrics.inc("duka_ussd_hops_total", &[("outcome", "apology")]);
+            app.metrics
+                .inc("duka_ussd_hops_total", &[("outcome", "apology")]);
             let apology = crate::menu::engine::apology(&app.shop.catalog, source.lang());
             Err(AppError::Hop {
                 source,
@@ -245,9 +246,15 @@ mod tests {
         let no_phone = parse(b"sessionId=s1&text=").unwrap_err();
         assert_eq!(no_phone.to_string(), "missing field phoneNumber");
         let bad_phone = parse(b"sessionId=s1&phoneNumber=12345").unwrap_err();
-        assert!(bad_phone.to_string().starts_with("field phoneNumber is invalid"));
-        assert!(matches!(parse(b"sessionId=s1&phoneNumber=\xff\xfe"), Err(BadCallback::NotUtf8)));
-        let weird_id = parse(b"sessionId=a%20b%3Cscript%3E&phoneNumber=%2B254712345678").unwrap_err();
+        assert!(bad_phone
+            .to_string()
+            .starts_with("field phoneNumber is invalid"));
+        assert!(matches!(
+            parse(b"sessionId=s1&phoneNumber=\xff\xfe"),
+            Err(BadCallback::NotUtf8)
+        ));
+        let weird_id =
+            parse(b"sessionId=a%20b%3Cscript%3E&phoneNumber=%2B254712345678").unwrap_err();
         assert!(weird_id.to_string().contains("sessionId"));
     }
 
@@ -265,7 +272,8 @@ mod tests {
         .unwrap();
         assert!(end.incomplete);
         assert_eq!(end.session_id, "s1");
-        let done = parse_session_end(b"sessionId=s1&phoneNumber=%2B254712345678&status=Success").unwrap();
+        let done =
+            parse_session_end(b"sessionId=s1&phoneNumber=%2B254712345678&status=Success").unwrap();
         assert!(!done.incomplete);
     }
 }

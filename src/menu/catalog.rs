@@ -4,4 +4,8 @@ pub struct Catalog;
 #[derive(Debug, thiserror::Error)]
 #[error("catalog")]
 pub struct CatalogError;
-impl Catalog { pub fn load(_p: &std::path::Path) -> Result<Self, CatalogError> { unimplemented!() } }
+impl Catalog {
+    pub fn load(_p: &std::path::Path) -> Result<Self, CatalogError> {
+        unimplemented!()
+    }
+}

@@ -74,7 +74,10 @@ pub async fn settle(
     let order_key = shop.keys.order(number);
     let audit_key = shop.keys.audit(number);
     for _ in 0..MAX_CONFLICTS {
-        let values = shop.store.get(&[order_key.clone(), audit_key.clone()]).await?;
+        let values = shop
+            .store
+            .get(&[order_key.clone(), audit_key.clone()])
+            .await?;
         let (order_raw, audit_raw) = (values[0].clone(), values.get(1).cloned().flatten());
         let Some(stored) = order_raw
             .as_deref()
@@ -136,7 +139,12 @@ pub async fn settle(
                 MessageKind::PaymentFailed,
                 order.msisdn.clone(),
                 Some(number.to_owned()),
-                messages::payment_failed(&shop.catalog, &order, result_code, &shop.settings.paybill),
+                messages::payment_failed(
+                    &shop.catalog,
+                    &order,
+                    result_code,
+                    &shop.settings.paybill,
+                ),
                 now_ms,
             );
             order.messages.push(message.id.clone());

@@ -72,7 +72,12 @@ fn reason_id(result_code: Option<i64>) -> &'static str {
 }
 
 /// "Payment for order X was not completed (reason). Pay KES T to Paybill P, Account X."
-pub fn payment_failed(catalog: &Catalog, order: &Order, result_code: Option<i64>, paybill: &str) -> String {
+pub fn payment_failed(
+    catalog: &Catalog,
+    order: &Order,
+    result_code: Option<i64>,
+    paybill: &str,
+) -> String {
     let reason = catalog.text(order.lang, reason_id(result_code), &[]);
     let total = crate::payments::amount_due(order).to_string();
     catalog.text(

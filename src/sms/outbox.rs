@@ -180,6 +180,9 @@ mod tests {
         assert_eq!(receipt_id("D7K2Q9"), "D7K2Q9.r");
         assert_eq!(failure_notice_id("D7K2Q9", 2), "D7K2Q9.f2");
         assert_eq!(nudge_id(&msisdn, 20_000), "254712345678.n20000");
-        assert_eq!(crate::jobs::message_owner("254712345678.n20000"), "254712345678");
+        assert_eq!(
+            crate::jobs::message_owner("254712345678.n20000"),
+            "254712345678"
+        );
     }
 }
