@@ -31,7 +31,9 @@
 //! | `P{sNN}:stklock:<msisdn>` | "an STK push to this phone is pending" (one at a time) | [`STK_LOCK_TTL_MS`] |
 //! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none |
 //! | `P{stk:<CheckoutRequestID>}` | the order number an STK push belongs to | [`ORDER_RETENTION_MS`] |
-//! | `P{atsms:<messageId>}` | the order and message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
+//! | `P{atsms:<messageId>}` | the outbox message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
+//! | `P{atsms-uncertain:<msisdn>}` | the last message to a phone whose send was ambiguous | one hour |
+//! | `P{atsms-orphan:<messageId>}` | a delivery report for an id Duka never saw, raw | one week |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
 
@@ -160,6 +162,14 @@ impl Keys {
 
     pub fn sms_index(&self, message_id: &str) -> String {
         format!("{}{{atsms:{message_id}}}", self.prefix)
+    }
+
+    pub fn sms_uncertain(&self, msisdn: &Msisdn) -> String {
+        format!("{}{{atsms-uncertain:{}}}", self.prefix, msisdn.digits())
+    }
+
+    pub fn sms_orphan(&self, message_id: &str) -> String {
+        format!("{}{{atsms-orphan:{message_id}}}", self.prefix)
     }
 }
 

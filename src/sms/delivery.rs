@@ -1,0 +1,186 @@
+//! `POST /sms/delivery`: Africa's Talking's delivery reports, recorded against the outbox message.
+//!
+//! Reports repeat and arrive out of order, so a report is applied only when it moves the status
+//! forward; the first final status wins ([`should_apply`]). Every report is kept raw on the
+//! message. A report for an id Duka never saw is kept as an orphan, and if the phone has a
+//! message whose send was ambiguous, it settles that message as sent (see [`super::outbox`]).
+//! Nothing is signed, so a report only ever changes a receipt's delivery status: it never
+//! triggers a resend and never touches a payment. The answer is always a quick, empty 200 for a
+//! readable report.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use super::africastalking::{should_apply, DeliveryReport, DeliveryStatus};
+use super::outbox::{OutboxMessage, SendStatus};
+use crate::keys::ORDER_RETENTION_MS;
+use crate::shop::Shop;
+use crate::startup::AppState;
+use crate::store::{Batch, Commit, StoreError};
+
+const ORPHAN_TTL_MS: u64 = 7 * 24 * 3_600_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/sms/delivery", post(delivery_report))
+}
+
+/// What a report did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The message's delivery status moved forward.
+    Moved,
+    /// A repeat, or a status behind the one stored.
+    Ignored,
+    /// An uncertain message was settled as sent by this report.
+    SettledUncertain,
+    /// No message has this id.
+    Orphan,
+}
+
+#[tracing::instrument(name = "sms_delivery", skip_all, fields(sms.message_id))]
+async fn delivery_report(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let report = match DeliveryReport::from_body(content_type, &body) {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::warn!(error.message = %e, "rejected an unreadable delivery report");
+            return (StatusCode::BAD_REQUEST, format!("bad delivery report: {e}\n")).into_response();
+        }
+    };
+    tracing::Span::current().record("sms.message_id", report.id.as_str());
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    match record(&app.shop, &report, &raw).await {
+        Ok(applied) => {
+            let label = match applied {
+                Applied::Moved => "moved",
+                Applied::Ignored => "ignored",
+                Applied::SettledUncertain => "settled_uncertain",
+                Applied::Orphan => "orphan",
+            };
+            app.metrics.inc("duka_sms_delivery_reports_total", &[("applied", label)]);
+            if report.status.is_final() && report.status.is_failure() && applied == Applied::Moved {
+                app.metrics.inc("duka_sms_delivery_failed_total", &[]);
+                tracing::warn!(sms.status = report.status.as_str(), sms.failure_reason = ?report.failure_reason, "an SMS was not delivered");
+            }
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            // Africa's Talking does not document its retries; a 503 at least invites one.
+            tracing::error!(error.message = %e, "could not record a delivery report");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Records a delivery report. See the module docs.
+///
+/// # Errors
+/// The store fails.
+pub async fn record(shop: &Shop, report: &DeliveryReport, raw: &str) -> Result<Applied, StoreError> {
+    let index = shop
+        .store
+        .get(&[shop.keys.sms_index(&report.id)])
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    if let Some(message_id) = index.and_then(|v| String::from_utf8(v).ok()) {
+        return apply(shop, &message_id, report, raw, false).await;
+    }
+    // An id we never saw: it may settle the phone's uncertain message.
+    if let Some(msisdn) = report.phone_number.as_ref().and_then(|p| p.msisdn()) {
+        let uncertain = shop
+            .store
+            .get(&[shop.keys.sms_uncertain(&msisdn)])
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok());
+        if let Some(message_id) = uncertain {
+            let applied = apply(shop, &message_id, report, raw, true).await?;
+            if applied == Applied::SettledUncertain {
+                let mut batch = Batch::new();
+                batch.set(
+                    shop.keys.sms_index(&report.id),
+                    message_id.into_bytes(),
+                    Some(ORDER_RETENTION_MS),
+                );
+                let _ = shop.store.commit(&batch).await?;
+                return Ok(applied);
+            }
+        }
+    }
+    let mut batch = Batch::new();
+    batch.set(shop.keys.sms_orphan(&report.id), raw.as_bytes().to_vec(), Some(ORPHAN_TTL_MS));
+    let _ = shop.store.commit(&batch).await?;
+    tracing::warn!(sms.status = report.status.as_str(), "kept a delivery report for an unknown message id");
+    Ok(Applied::Orphan)
+}
+
+async fn apply(
+    shop: &Shop,
+    message_id: &str,
+    report: &DeliveryReport,
+    raw: &str,
+    settling_uncertain: bool,
+) -> Result<Applied, StoreError> {
+    let key = shop.keys.message(message_id);
+    for _ in 0..5 {
+        let stored = shop.store.get(std::slice::from_ref(&key)).await?;
+        let stored = stored.into_iter().next().flatten();
+        let Some(mut message) = stored
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<OutboxMessage>(b).ok())
+        else {
+            return Ok(Applied::Orphan);
+        };
+        let settles = settling_uncertain && message.status == SendStatus::Uncertain;
+        if settling_uncertain && !settles {
+            return Ok(Applied::Orphan);
+        }
+        let current = message.delivery.as_deref().map(DeliveryStatus::parse);
+        let moves = should_apply(current.as_ref(), &report.status);
+        if settles {
+            message.status = SendStatus::Sent;
+            message.message_id = Some(report.id.clone());
+            message.failure_reason = None;
+        }
+        if moves {
+            message.delivery = Some(report.status.as_str().to_owned());
+            if report.status.is_failure() {
+                message.failure_reason = report
+                    .failure_reason
+                    .clone()
+                    .or_else(|| Some(report.status.as_str().to_owned()));
+            }
+        }
+        message.reports.push(raw.to_owned());
+        if message.reports.len() > OutboxMessage::MAX_REPORTS {
+            message.reports.remove(0);
+        }
+        message.updated_at_ms = shop.clock.now_ms();
+        let mut batch = Batch::new();
+        batch.guard(&key, stored.as_deref()).set(
+            &key,
+            serde_json::to_vec(&message).expect("messages always serialise"),
+            Some(ORDER_RETENTION_MS),
+        );
+        if shop.store.commit(&batch).await? == Commit::Applied {
+            return Ok(if settles {
+                Applied::SettledUncertain
+            } else if moves {
+                Applied::Moved
+            } else {
+                Applied::Ignored
+            });
+        }
+    }
+    Ok(Applied::Ignored)
+}
