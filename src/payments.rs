@@ -25,6 +25,9 @@ pub mod worker;
 use crate::money::Kes;
 use crate::orders::{AttemptState, Order, OrderFlag, OrderStatus, Payment, PaymentSource};
 
+/// How long after a push a new one to the same order may be sent ("Pay again").
+pub const PROMPT_LIFETIME_MS: i64 = 120_000;
+
 /// Something M-Pesa told us about an order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -46,6 +49,23 @@ pub enum Event {
     Paybill { trans_id: String, amount: Kes },
     /// The order's payable time is over.
     Expire,
+    /// Daraja accepted the push of an attempt: its result will come by callback or query.
+    PushAccepted {
+        attempt: u32,
+        checkout_request_id: String,
+        merchant_request_id: String,
+    },
+    /// The push of an attempt failed. `ambiguous`: it may have reached the phone (a timeout or a
+    /// 5xx), so the attempt is unknown rather than failed, and is never pushed again blindly.
+    PushFailed {
+        attempt: u32,
+        error: String,
+        ambiguous: bool,
+    },
+    /// An STK query said "still being processed" (or could not be made).
+    QueryPending { attempt: u32, max_queries: u32 },
+    /// The shopper asked to pay again, from `payer`.
+    PayAgain { payer: crate::msisdn::Msisdn },
 }
 
 /// The metadata of a successful STK callback.
@@ -70,6 +90,10 @@ pub struct Outcome {
     pub duplicate: bool,
     /// Flags this event added.
     pub flagged: Vec<OrderFlag>,
+    /// A new STK attempt was opened: its push is due.
+    pub new_attempt: Option<u32>,
+    /// Daraja accepted a push: reconciliation should query it if no callback comes.
+    pub push_accepted: Option<u32>,
 }
 
 /// The amount M-Pesa is asked for, and must report, for an order.
@@ -219,6 +243,79 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                 if overpays {
                     add_flag(order, OrderFlag::Overpaid, &mut outcome);
                 }
+            }
+        }
+        Event::PushAccepted {
+            attempt,
+            checkout_request_id,
+            merchant_request_id,
+        } => {
+            if let Some(current) = order.attempt_mut(*attempt) {
+                if current.state == AttemptState::Requested {
+                    current.state = AttemptState::Sent;
+                    current.checkout_request_id = Some(checkout_request_id.clone());
+                    current.merchant_request_id = Some(merchant_request_id.clone());
+                    current.updated_at_ms = now_ms;
+                    outcome.changed = true;
+                    outcome.push_accepted = Some(*attempt);
+                }
+            }
+        }
+        Event::PushFailed {
+            attempt,
+            error,
+            ambiguous,
+        } => {
+            let Some(current) = order.attempt_mut(*attempt) else {
+                return outcome;
+            };
+            if current.state != AttemptState::Requested {
+                return outcome;
+            }
+            current.error = Some(error.clone());
+            current.updated_at_ms = now_ms;
+            outcome.changed = true;
+            if *ambiguous {
+                current.state = AttemptState::Unknown;
+            } else {
+                fail_attempt(order, *attempt, -1, "the payment prompt could not be sent", now_ms, &mut outcome);
+                if let Some(current) = order.attempt_mut(*attempt) {
+                    current.result_code = None;
+                }
+            }
+        }
+        Event::QueryPending {
+            attempt,
+            max_queries,
+        } => {
+            if let Some(current) = order.attempt_mut(*attempt) {
+                if matches!(current.state, AttemptState::Sent | AttemptState::Unknown) {
+                    current.queries += 1;
+                    if current.queries >= *max_queries {
+                        // Reconciliation gives up: the order stays payable by paybill until it
+                        // expires, and a late callback can still settle the attempt.
+                        current.state = AttemptState::Unknown;
+                    }
+                    current.updated_at_ms = now_ms;
+                    outcome.changed = true;
+                }
+            }
+        }
+        Event::PayAgain { payer } => {
+            // A prompt lives about a minute on the phone; one younger than two minutes may still
+            // be answered, and a second push to the same phone would only be refused.
+            let recent_open = order.attempts.iter().any(|a| {
+                matches!(a.state, AttemptState::Requested | AttemptState::Sent)
+                    && now_ms - a.requested_at_ms < PROMPT_LIFETIME_MS
+            });
+            if order.status.is_payable() && !recent_open {
+                let n = order.attempts.iter().map(|a| a.n).max().unwrap_or(0) + 1;
+                order
+                    .attempts
+                    .push(crate::orders::PaymentAttempt::requested(n, payer.clone(), now_ms));
+                order.status = OrderStatus::AwaitingPayment;
+                outcome.changed = true;
+                outcome.new_attempt = Some(n);
             }
         }
         Event::Expire => {

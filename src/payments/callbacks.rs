@@ -1,1 +1,315 @@
-//! wip
+//! What Safaricom posts to Duka: STK results and paybill (C2B) validation and confirmation.
+//!
+//! Daraja signs nothing, so every route sits behind a secret path segment
+//! (`MPESA_CALLBACK_SECRET`, compared in constant time; a wrong one gets a bare 404 and changes
+//! nothing) and, optionally, an allow-list of source addresses (`MPESA_ALLOWED_IPS`; behind a
+//! proxy, the last `X-Forwarded-For` entry, the one our own proxy added, is the caller). Every
+//! amount is checked against the order, and the `CheckoutRequestID` must be one Duka issued.
+//!
+//! Safaricom is a different client from the aggregator and gets its own answers: the
+//! documented acknowledgement bodies, a 200 even for an unknown order or an unreadable body (so
+//! it stops retrying; the body is logged as unreadable, never dumped), and a 503 only when our
+//! store is down, since then the callback was not recorded and a retry is welcome
+//! (reconciliation covers it if none comes).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+
+use super::settle::{load_order, settle, AuditEntry};
+use super::worker::{release_lock, StkIndexEntry};
+use super::{amount_due, Event, StkPaid};
+use crate::mpesa::{C2bConfirmationAck, C2bRejectCode, C2bRequest, C2bValidationReply, StkCallback, StkCallbackAck};
+use crate::startup::AppState;
+
+/// The payment routes, all under `/payments/{secret}`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/payments/{secret}/stk", post(stk_callback))
+        .route("/payments/{secret}/c2b/validate", post(c2b_validate))
+        .route("/payments/{secret}/c2b/confirm", post(c2b_confirm))
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, byte) in a.iter().enumerate() {
+        diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// The address a callback came from: the last `X-Forwarded-For` hop, else the peer.
+fn caller(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// `None` when the caller may post here; otherwise the response to give.
+fn refuse(app: &AppState, secret: &str, headers: &HeaderMap, peer: SocketAddr) -> Option<Response> {
+    if !constant_time_eq(secret.as_bytes(), app.callbacks.secret.expose_secret().as_bytes()) {
+        app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "wrong_secret")]);
+        tracing::warn!("payment callback with a wrong secret path; ignored");
+        return Some(StatusCode::NOT_FOUND.into_response());
+    }
+    let allowed = &app.callbacks.allowed_ips;
+    if !allowed.is_empty() {
+        let ip = caller(headers, peer);
+        if !allowed.iter().any(|net| net.contains(&ip)) {
+            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "forbidden_ip")]);
+            tracing::warn!(net.peer = %ip, "payment callback from an address outside MPESA_ALLOWED_IPS; ignored");
+            return Some(StatusCode::FORBIDDEN.into_response());
+        }
+    }
+    None
+}
+
+fn audit(app: &AppState, kind: &str, body: &Bytes) -> AuditEntry {
+    AuditEntry {
+        at_ms: app.shop.clock.now_ms(),
+        kind: kind.to_owned(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// `POST /payments/{secret}/stk`: the result of an STK push.
+#[tracing::instrument(name = "mpesa_stk_callback", skip_all, fields(mpesa.checkout_request_id, mpesa.result_code, order.number))]
+async fn stk_callback(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
+        return refusal;
+    }
+    let ack = || Json(StkCallbackAck).into_response();
+    let callback = match StkCallback::parse(&body) {
+        Ok(callback) => callback,
+        Err(e) => {
+            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "malformed")]);
+            tracing::error!(error.message = %e, "unreadable STK callback acknowledged and ignored");
+            return ack();
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("mpesa.checkout_request_id", callback.checkout_request_id.as_str());
+    span.record("mpesa.result_code", callback.result_code);
+
+    let index = match app
+        .shop
+        .store
+        .get(&[app.shop.keys.stk_index(&callback.checkout_request_id)])
+        .await
+    {
+        Ok(values) => values.into_iter().next().flatten(),
+        Err(e) => {
+            tracing::error!(error.message = %e, "store down: STK callback not recorded; reconciliation will query");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let Some(entry) = index.and_then(|raw| serde_json::from_slice::<StkIndexEntry>(&raw).ok()) else {
+        app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "unknown_checkout")]);
+        tracing::error!("STK callback for a CheckoutRequestID Duka never issued; acknowledged, nothing changed");
+        return ack();
+    };
+    span.record("order.number", entry.order.as_str());
+
+    let paid = callback.metadata.as_ref().and_then(|m| {
+        Some(StkPaid {
+            amount: m.amount?,
+            receipt: m.mpesa_receipt_number.clone()?,
+            phone: m.phone_number.as_ref().map(|p| p.digits().to_owned()),
+        })
+    });
+    let event = Event::StkCallback {
+        attempt: entry.attempt,
+        result_code: callback.result_code,
+        result_desc: callback.result_desc.clone(),
+        paid,
+    };
+    match settle(&app.shop, &entry.order, &event, Some(audit(&app, "stk_callback", &body))).await {
+        Ok(Some(settled)) => {
+            let label = outcome_label(&settled.outcome);
+            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", label)]);
+            if !settled.outcome.flagged.is_empty() {
+                tracing::warn!(flags = ?settled.outcome.flagged, "order {} needs an operator: see `duka order {}`", entry.order, entry.order);
+            }
+            if settled.outcome.became_paid {
+                tracing::info!("order {} paid by STK push", entry.order);
+            }
+            if let Some(attempt) = settled.order.attempt(entry.attempt) {
+                if !attempt.is_open() {
+                    release_lock(&app.shop, &attempt.payer).await;
+                }
+            }
+            ack()
+        }
+        Ok(None) => {
+            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "unknown_order")]);
+            tracing::error!("STK callback for an order that no longer exists; acknowledged");
+            ack()
+        }
+        Err(e) => {
+            tracing::error!(error.message = %e, "could not record an STK callback; reconciliation will query");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+fn outcome_label(outcome: &super::Outcome) -> &'static str {
+    if outcome.became_paid {
+        "paid"
+    } else if !outcome.flagged.is_empty() {
+        "flagged"
+    } else if outcome.attempt_failed.is_some() {
+        "failed"
+    } else if outcome.duplicate {
+        "duplicate"
+    } else {
+        "recorded"
+    }
+}
+
+/// `POST /payments/{secret}/c2b/validate`: may this paybill payment go through?
+///
+/// One store read. Accepts a payable order of exactly its amount; rejects an unknown, paid,
+/// expired account with `C2B00012` and a wrong amount with `C2B00013`. When the store is down it
+/// accepts, as Daraja's `ResponseType: Completed` would: a payment is never blocked by our outage,
+/// and the confirmation sorts it out.
+#[tracing::instrument(name = "mpesa_c2b_validate", skip_all, fields(order.number))]
+async fn c2b_validate(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
+        return refusal;
+    }
+    let request = match C2bRequest::parse(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(error.message = %e, "unreadable C2B validation; rejecting it");
+            return Json(C2bValidationReply::reject(C2bRejectCode::InvalidAccountNumber)).into_response();
+        }
+    };
+    let number = request.account_number();
+    tracing::Span::current().record("order.number", number.as_str());
+    let reply = match load_order(&app.shop, &number).await {
+        Err(e) => {
+            tracing::error!(error.message = %e, "store down during C2B validation; accepting as Completed would");
+            C2bValidationReply::accept()
+        }
+        Ok(None) => C2bValidationReply::reject(C2bRejectCode::InvalidAccountNumber),
+        Ok(Some(order)) if !order.status.is_payable() => {
+            C2bValidationReply::reject(C2bRejectCode::InvalidAccountNumber)
+        }
+        Ok(Some(order)) if request.trans_amount != amount_due(&order) => {
+            C2bValidationReply::reject(C2bRejectCode::InvalidAmount)
+        }
+        Ok(Some(_)) => C2bValidationReply::accept(),
+    };
+    let label = match &reply {
+        C2bValidationReply::Accept { .. } => "accepted",
+        C2bValidationReply::Reject(_) => "rejected",
+    };
+    app.metrics.inc("duka_mpesa_c2b_validations_total", &[("outcome", label)]);
+    Json(reply).into_response()
+}
+
+/// `POST /payments/{secret}/c2b/confirm`: money arrived on the paybill.
+#[tracing::instrument(name = "mpesa_c2b_confirm", skip_all, fields(order.number, mpesa.trans_id))]
+async fn c2b_confirm(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
+        return refusal;
+    }
+    let ack = || Json(C2bConfirmationAck).into_response();
+    let request = match C2bRequest::parse(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            app.metrics.inc("duka_mpesa_c2b_confirmations_total", &[("outcome", "malformed")]);
+            tracing::error!(error.message = %e, "unreadable C2B confirmation acknowledged; money may need a manual review");
+            return ack();
+        }
+    };
+    let number = request.account_number();
+    let span = tracing::Span::current();
+    span.record("order.number", number.as_str());
+    span.record("mpesa.trans_id", request.trans_id.as_str());
+    let event = Event::Paybill {
+        trans_id: request.trans_id.clone(),
+        amount: request.trans_amount,
+    };
+    match settle(&app.shop, &number, &event, Some(audit(&app, "c2b_confirmation", &body))).await {
+        Ok(Some(settled)) => {
+            app.metrics.inc(
+                "duka_mpesa_c2b_confirmations_total",
+                &[("outcome", outcome_label(&settled.outcome))],
+            );
+            if !settled.outcome.flagged.is_empty() {
+                tracing::warn!(flags = ?settled.outcome.flagged, "order {number} needs an operator: see `duka order {number}`");
+            }
+            if settled.outcome.became_paid {
+                tracing::info!("order {number} paid by paybill");
+            }
+            ack()
+        }
+        Ok(None) => {
+            app.metrics.inc("duka_mpesa_c2b_confirmations_total", &[("outcome", "unknown_account")]);
+            let key = app.shop.keys.c2b_review(&request.trans_id);
+            let mut batch = crate::store::Batch::new();
+            batch.set(key, body.to_vec(), Some(crate::keys::ORDER_RETENTION_MS));
+            let _ = app.shop.store.commit(&batch).await;
+            tracing::error!(
+                "paybill payment {} for an unknown account; kept for review",
+                request.trans_id
+            );
+            ack()
+        }
+        Err(e) => {
+            tracing::error!(error.message = %e, "could not record a C2B confirmation");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn the_caller_is_the_last_forwarded_hop_or_the_peer() {
+        let peer: SocketAddr = "10.0.0.5:443".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        assert_eq!(caller(&headers, peer).to_string(), "10.0.0.5");
+        headers.insert("x-forwarded-for", "1.2.3.4, 196.201.214.200".parse().unwrap());
+        assert_eq!(caller(&headers, peer).to_string(), "196.201.214.200");
+    }
+}

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{apply, Event, Outcome};
+use crate::jobs::{Job, JobQueue};
 use crate::keys::{ORDER_RETENTION_MS, PROFILE_TTL_MS};
 use crate::menu::Profile;
 use crate::orders::Order;
@@ -149,6 +150,21 @@ pub async fn settle(
             );
             order.messages.push(message.id.clone());
             jobs.push(outbox::enqueue(shop, &mut batch, &message));
+        }
+        if let Some(attempt) = outcome.new_attempt {
+            let job = Job::Push {
+                order: number.to_owned(),
+                attempt,
+            };
+            JobQueue::schedule(shop, &mut batch, &job, now_ms);
+            jobs.push(job);
+        }
+        if let Some(attempt) = outcome.push_accepted {
+            let job = Job::Query {
+                order: number.to_owned(),
+                attempt,
+            };
+            JobQueue::schedule(shop, &mut batch, &job, now_ms + shop.settings.query_after_ms);
         }
         batch.set(&order_key, to_json(&order), Some(keep_ms));
         if order.status != stored.status {

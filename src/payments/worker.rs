@@ -1,1 +1,324 @@
-//! wip
+//! The payment jobs: send an STK push, query a silent one, start a "Pay again", expire an order.
+//!
+//! Each runs after the USSD reply has gone out (the shopper's phone cannot show the M-Pesa prompt
+//! while a USSD dialogue is open), may run twice (a lease ran out), and so re-reads the order and
+//! acts only if the order still calls for it.
+//!
+//! # Never push twice blindly
+//! A push that surely never reached Daraja (connection refused) is retried. A push whose fate is
+//! unknown (a timeout after sending, a 5xx) may have put a prompt on the phone: the attempt becomes
+//! `unknown`, its order stays payable, and no second push is sent for it. One push is pending per
+//! phone at a time: a short-lived lock key ([`crate::keys::Keys::stk_lock`]) is taken before
+//! pushing and released when the attempt's result arrives.
+
+use std::time::Duration;
+
+use super::settle::{load_order, settle};
+use super::Event;
+use crate::jobs::JobOutcome;
+use crate::keys::{ORDER_RETENTION_MS, STK_LOCK_TTL_MS};
+use crate::metrics::Metrics;
+use crate::mpesa::{DarajaClient, PushRefusal, StkPush, StkQueryOutcome};
+use crate::msisdn::Msisdn;
+use crate::orders::AttemptState;
+use crate::shop::Shop;
+use crate::store::{Batch, Commit};
+
+/// Queries made for one attempt before reconciliation gives up on it (about ten minutes).
+pub const MAX_QUERIES: u32 = 20;
+/// Time between queries of one attempt: the query is rate-limited in practice.
+const QUERY_EVERY_MS: i64 = 30_000;
+/// How long an attempt keeps trying to get its push out (refused connections, a pending prompt
+/// on the phone, throttling) before it is failed and the shopper told to use the paybill.
+const PUSH_PATIENCE_MS: i64 = 5 * 60_000;
+
+/// What the STK index says about a `CheckoutRequestID`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StkIndexEntry {
+    pub order: String,
+    pub attempt: u32,
+}
+
+/// The payment side of the job handler: the Daraja client and where results come back.
+pub struct PaymentJobs {
+    pub daraja: DarajaClient,
+    pub callback_url: String,
+}
+
+impl PaymentJobs {
+    /// Sends the push of `attempt` of `number`.
+    pub async fn push(&self, shop: &Shop, metrics: &Metrics, number: &str, attempt: u32) -> JobOutcome {
+        let now = shop.clock.now_ms();
+        let order = match load_order(shop, number).await {
+            Ok(Some(order)) => order,
+            Ok(None) => return JobOutcome::Done,
+            Err(e) => return store_trouble(shop, &e),
+        };
+        let Some(current) = order.attempt(attempt) else {
+            return JobOutcome::Done;
+        };
+        if current.state != AttemptState::Requested {
+            return JobOutcome::Done;
+        }
+        let payer = current.payer.clone();
+        let waited = now - current.requested_at_ms;
+        if !order.status.is_payable() {
+            return self
+                .record(shop, number, Event::PushFailed {
+                    attempt,
+                    error: "the order is no longer payable".into(),
+                    ambiguous: false,
+                })
+                .await;
+        }
+        let lock_owner = format!("{number}:{attempt}");
+        match self.take_lock(shop, &payer, &lock_owner).await {
+            Ok(true) => {}
+            Ok(false) if waited < PUSH_PATIENCE_MS => {
+                tracing::info!(order.number = number, "another payment prompt is pending on this phone; waiting");
+                return JobOutcome::RetryAt(now + 15_000);
+            }
+            Ok(false) => {
+                return self
+                    .record(shop, number, Event::PushFailed {
+                        attempt,
+                        error: "another payment prompt stayed pending on this phone".into(),
+                        ambiguous: false,
+                    })
+                    .await;
+            }
+            Err(e) => return store_trouble(shop, &e),
+        }
+
+        let description = format!("Order {number}");
+        let push = StkPush {
+            amount: super::amount_due(&order),
+            payer: &payer,
+            account_reference: number,
+            description: &description,
+            callback_url: &self.callback_url,
+        };
+        match self.daraja.stk_push(&push).await {
+            Ok(accepted) => {
+                metrics.inc("duka_stk_push_total", &[("outcome", "accepted")]);
+                tracing::info!(
+                    order.number = number,
+                    mpesa.checkout_request_id = %accepted.checkout_request_id,
+                    msisdn.masked = %payer,
+                    "STK push accepted for order {number}"
+                );
+                // The index first: the callback can arrive before the attempt is updated.
+                let entry = StkIndexEntry {
+                    order: number.to_owned(),
+                    attempt,
+                };
+                let mut index = Batch::new();
+                index.set(
+                    shop.keys.stk_index(&accepted.checkout_request_id),
+                    serde_json::to_vec(&entry).expect("index entries serialise"),
+                    Some(ORDER_RETENTION_MS),
+                );
+                if let Err(e) = shop.store.commit(&index).await {
+                    // The push is out; the query (which needs the attempt, not the index) can
+                    // still settle it, so record the attempt regardless.
+                    tracing::error!(error.message = %e, "could not index an accepted STK push");
+                }
+                self.record(
+                    shop,
+                    number,
+                    Event::PushAccepted {
+                        attempt,
+                        checkout_request_id: accepted.checkout_request_id,
+                        merchant_request_id: accepted.merchant_request_id,
+                    },
+                )
+                .await
+            }
+            Err(e) if e.never_arrived() && waited < PUSH_PATIENCE_MS => {
+                metrics.inc("duka_stk_push_total", &[("outcome", "retry")]);
+                tracing::warn!(order.number = number, error.message = %e, "STK push did not reach Daraja; retrying");
+                self.release_lock(shop, &payer).await;
+                JobOutcome::RetryAt(now + 5_000)
+            }
+            Err(e) if e.is_ambiguous() => {
+                metrics.inc("duka_stk_push_total", &[("outcome", "ambiguous")]);
+                tracing::warn!(order.number = number, error.message = %e, "STK push may have reached the phone; not pushing again");
+                self.record(
+                    shop,
+                    number,
+                    Event::PushFailed {
+                        attempt,
+                        error: e.to_string(),
+                        ambiguous: true,
+                    },
+                )
+                .await
+            }
+            Err(e) => {
+                let in_progress = matches!(
+                    &e,
+                    crate::mpesa::MpesaError::Daraja { error, .. }
+                        if error.push_refusal() == Some(PushRefusal::TransactionInProgress)
+                );
+                if (in_progress || e.is_throttled()) && waited < PUSH_PATIENCE_MS {
+                    metrics.inc("duka_stk_push_total", &[("outcome", "retry")]);
+                    tracing::warn!(order.number = number, error.message = %e, "Daraja asked us to wait; retrying the push later");
+                    self.release_lock(shop, &payer).await;
+                    return JobOutcome::RetryAt(now + 30_000);
+                }
+                metrics.inc("duka_stk_push_total", &[("outcome", "refused")]);
+                if matches!(&e, crate::mpesa::MpesaError::Daraja { error, .. } if error.push_refusal() == Some(PushRefusal::WrongCredentials)) {
+                    tracing::error!(order.number = number, error.message = %e, "Daraja refused our credentials: check MPESA_SHORTCODE and MPESA_PASSKEY");
+                } else {
+                    tracing::warn!(order.number = number, error.message = %e, "STK push refused");
+                }
+                self.release_lock(shop, &payer).await;
+                self.record(
+                    shop,
+                    number,
+                    Event::PushFailed {
+                        attempt,
+                        error: e.to_string(),
+                        ambiguous: false,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// Asks Daraja about an attempt that has no result yet.
+    pub async fn query(&self, shop: &Shop, metrics: &Metrics, number: &str, attempt: u32) -> JobOutcome {
+        let now = shop.clock.now_ms();
+        let order = match load_order(shop, number).await {
+            Ok(Some(order)) => order,
+            Ok(None) => return JobOutcome::Done,
+            Err(e) => return store_trouble(shop, &e),
+        };
+        let Some(current) = order.attempt(attempt) else {
+            return JobOutcome::Done;
+        };
+        let (Some(checkout_request_id), true) = (
+            current.checkout_request_id.clone(),
+            matches!(current.state, AttemptState::Sent | AttemptState::Unknown),
+        ) else {
+            return JobOutcome::Done;
+        };
+        if current.queries >= MAX_QUERIES {
+            return JobOutcome::Done;
+        }
+        let result = self.daraja.stk_query(&checkout_request_id).await;
+        let event = match &result {
+            Ok(StkQueryOutcome::Completed(result)) => {
+                metrics.inc("duka_stk_query_total", &[("outcome", "final")]);
+                Event::StkQuery {
+                    attempt,
+                    result_code: result.result_code,
+                    result_desc: result.result_desc.clone(),
+                }
+            }
+            Ok(StkQueryOutcome::Pending) => {
+                metrics.inc("duka_stk_query_total", &[("outcome", "pending")]);
+                Event::QueryPending {
+                    attempt,
+                    max_queries: MAX_QUERIES,
+                }
+            }
+            Err(e) => {
+                metrics.inc("duka_stk_query_total", &[("outcome", "error")]);
+                tracing::warn!(order.number = number, error.message = %e, "STK query failed; will query again");
+                Event::QueryPending {
+                    attempt,
+                    max_queries: MAX_QUERIES,
+                }
+            }
+        };
+        let is_final = matches!(event, Event::StkQuery { .. });
+        let outcome = self.record(shop, number, event).await;
+        if is_final {
+            self.release_lock(shop, &current.payer).await;
+            return outcome;
+        }
+        if outcome != JobOutcome::Done {
+            return outcome;
+        }
+        if current.queries + 1 >= MAX_QUERIES {
+            tracing::warn!(order.number = number, "no result for an STK push after {MAX_QUERIES} queries; the order stays payable by paybill");
+            JobOutcome::Done
+        } else {
+            let throttled = matches!(&result, Err(e) if e.is_throttled());
+            JobOutcome::RetryAt(now + if throttled { 2 * QUERY_EVERY_MS } else { QUERY_EVERY_MS })
+        }
+    }
+
+    /// Opens a new attempt for "Pay again" (its push follows as its own job).
+    pub async fn pay_again(&self, shop: &Shop, number: &str, payer: &str) -> JobOutcome {
+        let Ok(payer) = Msisdn::parse(payer) else {
+            return JobOutcome::Done;
+        };
+        self.record(shop, number, Event::PayAgain { payer }).await
+    }
+
+    /// Expires the order if it is still unpaid and its time is up.
+    pub async fn expire(&self, shop: &Shop, number: &str) -> JobOutcome {
+        match settle(shop, number, &Event::Expire, None).await {
+            Ok(Some(settled)) if settled.order.status.is_payable() => {
+                JobOutcome::RetryAt(settled.order.expires_at_ms)
+            }
+            Ok(Some(settled)) => {
+                if settled.outcome.changed {
+                    tracing::info!(order.number = number, "unpaid order expired");
+                }
+                JobOutcome::Done
+            }
+            Ok(None) => JobOutcome::Done,
+            Err(e) => {
+                tracing::warn!(error.message = %e, order.number = number, "could not expire an order; retrying");
+                JobOutcome::RetryAt(shop.clock.now_ms() + 10_000)
+            }
+        }
+    }
+
+    async fn record(&self, shop: &Shop, number: &str, event: Event) -> JobOutcome {
+        match settle(shop, number, &event, None).await {
+            Ok(_) => JobOutcome::Done,
+            Err(e) => {
+                tracing::warn!(error.message = %e, order.number = number, "could not record a payment step; retrying");
+                JobOutcome::RetryAt(shop.clock.now_ms() + 5_000)
+            }
+        }
+    }
+
+    /// Takes the phone's pending-push lock for `owner` (or finds it already ours).
+    async fn take_lock(&self, shop: &Shop, payer: &Msisdn, owner: &str) -> Result<bool, crate::store::StoreError> {
+        let key = shop.keys.stk_lock(payer);
+        let mut batch = Batch::new();
+        batch
+            .guard(&key, None)
+            .set(&key, owner.as_bytes().to_vec(), Some(STK_LOCK_TTL_MS));
+        if shop.store.commit(&batch).await? == Commit::Applied {
+            return Ok(true);
+        }
+        let held = shop.store.get(std::slice::from_ref(&key)).await?;
+        Ok(held.into_iter().next().flatten().as_deref() == Some(owner.as_bytes()))
+    }
+
+    /// Frees the phone for the next push (best effort: the lock expires by itself).
+    pub async fn release_lock(&self, shop: &Shop, payer: &Msisdn) {
+        release_lock(shop, payer).await;
+    }
+}
+
+/// Frees a phone's pending-push lock (best effort: it expires by itself).
+pub async fn release_lock(shop: &Shop, payer: &Msisdn) {
+    let mut batch = Batch::new();
+    batch.delete(shop.keys.stk_lock(payer));
+    if let Err(e) = shop.store.commit(&batch).await {
+        tracing::debug!(error.message = %e, "could not release an STK lock; it will expire");
+    }
+}
+
+fn store_trouble(shop: &Shop, e: &crate::store::StoreError) -> JobOutcome {
+    tracing::warn!(error.message = %e, "store failed in a payment job; retrying");
+    JobOutcome::RetryAt(shop.clock.now_ms() + Duration::from_secs(5).as_millis() as i64)
+}
