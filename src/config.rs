@@ -54,8 +54,9 @@ pub enum SmsSettings {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
-    /// The base URL at which Safaricom and Africa's Talking reach this server.
-    pub public_url: String,
+    /// The base URL at which Safaricom and Africa's Talking reach this server (`DUKA_PUBLIC_URL`).
+    /// `None`: derived from the address the server is bound to (demo only).
+    pub public_url: Option<String>,
     pub menus_dir: PathBuf,
     pub store: StoreSettings,
     /// Prefix of every Redis key (`DUKA_KEY_PREFIX`, default `duka`).
@@ -105,12 +106,11 @@ impl Settings {
                 problems.push(format!("DUKA_LISTEN: not an address:port ({e})"));
                 SocketAddr::from(([127, 0, 0, 1], 8080))
             });
-        let public_url = var("DUKA_PUBLIC_URL")
-            .unwrap_or_else(|| format!("http://{listen}"))
-            .trim_end_matches('/')
-            .to_owned();
-        if reqwest::Url::parse(&public_url).is_err() {
-            problems.push(format!("DUKA_PUBLIC_URL: not a URL: {public_url:?}"));
+        let public_url = var("DUKA_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            if reqwest::Url::parse(url).is_err() {
+                problems.push(format!("DUKA_PUBLIC_URL: not a URL: {url:?}"));
+            }
         }
 
         let store = match (var("REDIS_URL"), var("REDIS_CLUSTER_NODES")) {
@@ -289,22 +289,28 @@ impl Settings {
         }
     }
 
+    /// The public base URL, given `bound`, the address the server actually listens on.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
     /// The URL Daraja posts STK results to.
-    pub fn stk_callback_url(&self) -> String {
+    pub fn stk_callback_url(&self, public_url: &str) -> String {
         format!(
-            "{}/payments/{}/stk",
-            self.public_url,
+            "{public_url}/payments/{}/stk",
             self.callback_secret.expose_secret()
         )
     }
 
     /// The paybill's C2B confirmation and validation URLs.
-    pub fn c2b_urls(&self) -> (String, String) {
+    pub fn c2b_urls(&self, public_url: &str) -> (String, String) {
         let base = format!(
-            "{}/payments/{}/c2b",
-            self.public_url,
+            "{public_url}/payments/{}/c2b",
             self.callback_secret.expose_secret()
-        );
+        )
+        ;
         (format!("{base}/confirm"), format!("{base}/validate"))
     }
 }
@@ -362,7 +368,10 @@ mod tests {
     fn no_configuration_runs_the_demo() {
         let settings = load(&[]).unwrap();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(settings.public_url, "http://127.0.0.1:8080");
+        assert_eq!(
+            settings.public_url_for(settings.listen),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(settings.store, StoreSettings::Embedded);
         assert!(matches!(settings.mpesa, MpesaSettings::Sandbox));
         assert!(matches!(settings.sms, SmsSettings::Sandbox));

@@ -34,6 +34,7 @@
 //! | `P{atsms:<messageId>}` | the outbox message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms-uncertain:<msisdn>}` | the last message to a phone whose send was ambiguous | one hour |
 //! | `P{atsms-orphan:<messageId>}` | a delivery report for an id Duka never saw, raw | one week |
+//! | `P{c2b-review:<TransID>}` | a paybill confirmation for an unknown account, raw | [`ORDER_RETENTION_MS`] |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
 
@@ -166,6 +167,10 @@ impl Keys {
 
     pub fn sms_uncertain(&self, msisdn: &Msisdn) -> String {
         format!("{}{{atsms-uncertain:{}}}", self.prefix, msisdn.digits())
+    }
+
+    pub fn c2b_review(&self, trans_id: &str) -> String {
+        format!("{}{{c2b-review:{trans_id}}}", self.prefix)
     }
 
     pub fn sms_orphan(&self, message_id: &str) -> String {

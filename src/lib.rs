@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod session;
 pub mod shop;
 // Background work, payments and SMS.
+pub mod background;
 pub mod jobs;
 pub mod mpesa;
 pub mod payments;

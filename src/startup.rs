@@ -19,7 +19,13 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Settings, StoreSettings};
+use crate::background::Background;
+use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
+use crate::mpesa::{DarajaClient, DarajaConfig};
+use crate::payments::worker::PaymentJobs;
+use crate::sandbox::mpesa::{MpesaSandbox, SandboxConfig as MpesaSandboxConfig};
+use crate::sandbox::sms::{DeliveryReports, SmsSandbox, SmsSandboxConfig};
+use crate::sms::africastalking::{AtSmsClient, AtSmsConfig};
 use crate::gateway::africastalking::SessionEnd;
 use crate::jobs::{run_worker, JobHandler};
 use crate::keys::Keys;
@@ -40,17 +46,34 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub shop: Arc<Shop>,
     pub metrics: Arc<Metrics>,
+    pub callbacks: Arc<CallbackGuard>,
+}
+
+/// Who may post payment callbacks.
+pub struct CallbackGuard {
+    pub secret: secrecy::SecretString,
+    pub allowed_ips: Vec<ipnet::IpNet>,
 }
 
 impl AppState {
-    /// Africa's Talking says a session is over on the phone.
+    /// Africa's Talking says a session is over on the phone: nudge a shopper who dropped off.
     pub async fn session_ended(&self, end: &SessionEnd) {
-        tracing::info!(
-            ussd.incomplete = end.incomplete,
-            msisdn.masked = %end.msisdn,
-            "session ended on the phone"
-        );
+        match crate::sms::nudge::nudge_after_drop_off(&self.shop, end).await {
+            Ok(true) => {
+                self.metrics.inc("duka_sms_nudges_total", &[]);
+                tracing::info!(msisdn.masked = %end.msisdn, "shopper dropped off with a full cart; nudge queued");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error.message = %e, "could not queue a drop-off nudge"),
+        }
     }
+}
+
+/// The built-in stand-ins this node started (none in production).
+#[derive(Clone, Default)]
+pub struct Sandboxes {
+    pub mpesa: Option<Arc<MpesaSandbox>>,
+    pub sms: Option<Arc<SmsSandbox>>,
 }
 
 /// Every route of `duka serve`.
@@ -58,10 +81,14 @@ impl AppState {
 /// | method and path | module |
 /// |---|---|
 /// | `POST /ussd/africastalking`, `POST /ussd/africastalking/session-end` | [`crate::gateway::africastalking`] |
+/// | `POST /payments/{secret}/stk`, `…/c2b/validate`, `…/c2b/confirm` | [`crate::payments::callbacks`] |
+/// | `POST /sms/delivery` | [`crate::sms::delivery`] |
 /// | `GET /healthz`, `GET /readyz`, `GET /metrics` | here |
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::gateway::africastalking::router())
+        .merge(crate::payments::callbacks::router())
+        .merge(crate::sms::delivery::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -175,6 +202,8 @@ pub struct Application {
     state: AppState,
     handler: Option<Arc<dyn JobHandler>>,
     sweep_every: Duration,
+    sandboxes: Sandboxes,
+    public_url: String,
 }
 
 impl Application {
@@ -182,7 +211,7 @@ impl Application {
     ///
     /// # Errors
     /// Anything that would make the node unable to serve: invalid menus, an unreachable store,
-    /// a port in use.
+    /// a port in use, a half-configured upstream.
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::load(&settings.menus_dir).with_context(|| {
             format!("the menus in {} are invalid", settings.menus_dir.display())
@@ -191,31 +220,128 @@ impl Application {
             Some(store) => store,
             None => connect_store(&settings.store).await?,
         };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let bound = listener.local_addr()?;
+        let public_url = settings.public_url_for(bound);
+        if settings.callback_secret_generated {
+            tracing::warn!(
+                "MPESA_CALLBACK_SECRET is not set: generated one for this run (demo only); payment callbacks go to {}",
+                settings.stk_callback_url(&public_url)
+            );
+        }
+
+        let mut sandboxes = Sandboxes::default();
+        let daraja = match &settings.mpesa {
+            MpesaSettings::Sandbox => {
+                let sandbox = MpesaSandbox::start(MpesaSandboxConfig::default())
+                    .await
+                    .context("could not start the built-in M-Pesa sandbox")?;
+                tracing::warn!(
+                    "MPESA_* is not set: using the BUILT-IN M-PESA SANDBOX at {} (no real money moves)",
+                    sandbox.base_url()
+                );
+                let daraja = DarajaClient::new(sandbox.daraja_config())?;
+                let (confirm, validate) = settings.c2b_urls(&public_url);
+                if let Err(e) = daraja.register_c2b_urls(&confirm, &validate).await {
+                    tracing::warn!(error.message = %e, "could not register the C2B URLs with the sandbox");
+                }
+                sandboxes.mpesa = Some(Arc::new(sandbox));
+                daraja
+            }
+            MpesaSettings::Daraja {
+                base_url,
+                consumer_key,
+                consumer_secret,
+                shortcode,
+                passkey,
+            } => DarajaClient::new(DarajaConfig::new(
+                base_url.clone(),
+                consumer_key.clone(),
+                consumer_secret.clone(),
+                shortcode.clone(),
+                passkey.clone(),
+            ))?,
+        };
+        let sms = match &settings.sms {
+            SmsSettings::Sandbox => {
+                let sandbox = SmsSandbox::start(SmsSandboxConfig {
+                    delivery_reports: Some(DeliveryReports::to(format!("{public_url}/sms/delivery"))),
+                    ..SmsSandboxConfig::default()
+                })
+                .await
+                .context("could not start the built-in SMS sandbox")?;
+                tracing::warn!(
+                    "AT_* is not set: using the BUILT-IN SMS SANDBOX at {} (no SMS leaves this machine)",
+                    sandbox.base_url()
+                );
+                let client = AtSmsClient::new(sandbox.client_config())?;
+                sandboxes.sms = Some(Arc::new(sandbox));
+                client
+            }
+            SmsSettings::AfricasTalking {
+                base_url,
+                username,
+                api_key,
+                sender_id,
+            } => {
+                let mut config = AtSmsConfig::new(base_url.clone(), username.clone(), api_key.clone());
+                config.sender_id.clone_from(sender_id);
+                config.validate()?;
+                AtSmsClient::new(config)?
+            }
+        };
+
         let shop = Arc::new(Shop::new(
             store,
             Keys::new(settings.key_prefix.clone()),
             catalog,
             ShopSettings {
-                paybill: "174379".to_owned(),
+                paybill: daraja.shortcode().to_owned(),
                 order_ttl_ms: settings.order_ttl.as_millis() as i64,
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
             },
             options.clock,
             options.seed,
         ));
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("could not listen on {}", settings.listen))?;
+        let metrics = Arc::new(Metrics::new());
+        let handler: Option<Arc<dyn JobHandler>> = options.run_worker.then(|| {
+            Arc::new(Background {
+                payments: PaymentJobs {
+                    daraja,
+                    callback_url: settings.stk_callback_url(&public_url),
+                },
+                sms,
+                metrics: metrics.clone(),
+            }) as Arc<dyn JobHandler>
+        });
         let state = AppState {
             shop,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            callbacks: Arc::new(CallbackGuard {
+                secret: settings.callback_secret.clone(),
+                allowed_ips: settings.mpesa_allowed_ips.clone(),
+            }),
         };
         Ok(Self {
             listener,
             state,
-            handler: None,
+            handler,
             sweep_every: options.sweep_every,
+            sandboxes,
+            public_url,
         })
+    }
+
+    /// The stand-ins this node started (for tests and the terminal phone).
+    pub fn sandboxes(&self) -> Sandboxes {
+        self.sandboxes.clone()
+    }
+
+    /// The base URL Safaricom and Africa's Talking reach this node at.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     pub fn local_addr(&self) -> SocketAddr {
