@@ -38,6 +38,7 @@ pub mod sms;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod operator;
 pub mod startup;
 pub mod telemetry;
 pub mod testing;

@@ -24,12 +24,31 @@ enum Command {
         #[arg(long, env = "DUKA_RECORD_DIR")]
         record: Option<PathBuf>,
     },
+    /// Show one order: lines, total, state, payment attempts and callbacks, payments, receipt SMS.
+    Order {
+        /// The order number (the paybill account number).
+        number: String,
+        /// Print one JSON object for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// M-Pesa operations.
+    Mpesa {
+        #[command(subcommand)]
+        command: MpesaCommand,
+    },
     /// Load and validate the menus and catalog; name every problem.
     Check {
         /// The menus folder (default: DUKA_MENUS or `menus`).
         #[arg(long, env = "DUKA_MENUS", default_value = "menus")]
         menus: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum MpesaCommand {
+    /// Register the paybill's C2B validation and confirmation URLs with Daraja.
+    RegisterUrls,
 }
 
 fn main() -> ExitCode {
@@ -62,6 +81,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Application::build(settings, BuildOptions::default()).await?;
             tracing::info!("Duka listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Order { number, json } => {
+            let settings = Settings::from_env()?;
+            if settings.store == duka::config::StoreSettings::Embedded {
+                anyhow::bail!(
+                    "duka order reads the shop's Redis: set REDIS_URL (the embedded store lives inside the `duka serve` process)"
+                );
+            }
+            let store = duka::startup::connect_store(&settings.store).await?;
+            let keys = duka::keys::Keys::new(settings.key_prefix.clone());
+            match duka::operator::order_report(store.as_ref(), &keys, &number).await? {
+                Some(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(report) => {
+                    print!("{}", duka::operator::render_text(&report));
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("no order {number}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Mpesa {
+            command: MpesaCommand::RegisterUrls,
+        } => {
+            let settings = Settings::from_env()?;
+            duka::telemetry::init(&settings.log_format);
+            let duka::config::MpesaSettings::Daraja {
+                base_url,
+                consumer_key,
+                consumer_secret,
+                shortcode,
+                passkey,
+            } = &settings.mpesa
+            else {
+                anyhow::bail!(
+                    "set MPESA_BASE_URL, MPESA_CONSUMER_KEY, MPESA_CONSUMER_SECRET, MPESA_SHORTCODE and MPESA_PASSKEY: the built-in sandbox registers its URLs by itself"
+                );
+            };
+            let Some(public_url) = settings.public_url.clone() else {
+                anyhow::bail!("set DUKA_PUBLIC_URL: the public HTTPS base URL Safaricom calls");
+            };
+            let client = duka::mpesa::DarajaClient::new(duka::mpesa::DarajaConfig::new(
+                base_url.clone(),
+                consumer_key.clone(),
+                consumer_secret.clone(),
+                shortcode.clone(),
+                passkey.clone(),
+            ))?;
+            let (confirm, validate) = settings.c2b_urls(&public_url);
+            let registered = client.register_c2b_urls(&confirm, &validate).await?;
+            println!(
+                "registered the C2B URLs of paybill {shortcode} (ResponseType Completed): {} ({})",
+                registered.response_description, registered.originator_conversation_id
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { menus } => match Catalog::load(&menus) {

@@ -1,0 +1,217 @@
+//! `duka order ORDER_NO`: what an operator needs to know about one order.
+//!
+//! Lines, total, state, every STK attempt with its result, every payment received (one per
+//! distinct M-Pesa receipt or `TransID`), flags that need a person (a refund for `overpaid`), the
+//! raw callbacks kept for audit, and the state of every SMS about the order. `--json` prints the
+//! same as one object for scripts.
+
+use serde::Serialize;
+
+use crate::keys::Keys;
+use crate::orders::{Order, OrderFlag, PaymentAttempt, PaymentSource};
+use crate::payments::settle::AuditEntry;
+use crate::sms::outbox::{MessageKind, OutboxMessage, SendStatus};
+use crate::store::{Store, StoreError};
+
+/// The report, as printed with `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrderReport {
+    pub number: String,
+    pub state: crate::orders::OrderStatus,
+    pub total: crate::money::Kes,
+    pub msisdn: String,
+    pub lang: crate::menu::Lang,
+    pub placed_at: String,
+    pub expires_at: String,
+    pub lines: Vec<ReportLine>,
+    pub attempts: Vec<PaymentAttempt>,
+    pub payments: Vec<ReportPayment>,
+    pub flags: Vec<OrderFlag>,
+    pub sms: Vec<ReportSms>,
+    pub callbacks: Vec<AuditEntry>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportLine {
+    pub product: String,
+    pub name: String,
+    pub qty: u32,
+    pub unit_price: crate::money::Kes,
+    pub total: crate::money::Kes,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportPayment {
+    /// The M-Pesa receipt (or `TransID`); `null` when only an STK query proved the payment.
+    pub receipt: Option<String>,
+    pub amount: crate::money::Kes,
+    pub source: PaymentSource,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportSms {
+    pub id: String,
+    pub kind: MessageKind,
+    pub status: SendStatus,
+    pub message_id: Option<String>,
+    pub delivery: Option<String>,
+    pub failure_reason: Option<String>,
+    pub attempts: u32,
+    pub text: String,
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Reads everything about an order. `Ok(None)` when there is no such order.
+///
+/// # Errors
+/// The store fails.
+pub async fn order_report(
+    store: &dyn Store,
+    keys: &Keys,
+    number: &str,
+) -> Result<Option<OrderReport>, StoreError> {
+    let number = crate::orders::normalise_order_number(number);
+    let values = store.get(&[keys.order(&number), keys.audit(&number)]).await?;
+    let Some(order) = values[0]
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<Order>(b).ok())
+    else {
+        return Ok(None);
+    };
+    let callbacks: Vec<AuditEntry> = values
+        .get(1)
+        .and_then(|v| v.as_deref())
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let message_keys: Vec<String> = order.messages.iter().map(|id| keys.message(id)).collect();
+    let messages = store.get(&message_keys).await?;
+    let sms = messages
+        .into_iter()
+        .flatten()
+        .filter_map(|b| serde_json::from_slice::<OutboxMessage>(&b).ok())
+        .map(|m| ReportSms {
+            id: m.id,
+            kind: m.kind,
+            status: m.status,
+            message_id: m.message_id,
+            delivery: m.delivery,
+            failure_reason: m.failure_reason,
+            attempts: m.attempts,
+            text: m.text,
+        })
+        .collect();
+    Ok(Some(OrderReport {
+        number: order.number.clone(),
+        state: order.status,
+        total: order.total,
+        msisdn: order.msisdn.masked(),
+        lang: order.lang,
+        placed_at: time(order.placed_at_ms),
+        expires_at: time(order.expires_at_ms),
+        lines: order
+            .lines
+            .iter()
+            .map(|l| ReportLine {
+                product: l.product.clone(),
+                name: l.name.clone(),
+                qty: l.qty,
+                unit_price: l.unit_price,
+                total: l.total(),
+            })
+            .collect(),
+        attempts: order.attempts.clone(),
+        payments: order
+            .payments
+            .iter()
+            .map(|p| ReportPayment {
+                receipt: p.receipt.clone(),
+                amount: p.amount,
+                source: p.source,
+                at: time(p.at_ms),
+            })
+            .collect(),
+        flags: order.flags.clone(),
+        sms,
+        callbacks,
+    }))
+}
+
+/// The report as text for a person.
+pub fn render_text(report: &OrderReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "Order {}  {:?}  KES {}", report.number, report.state, report.total);
+    let _ = writeln!(out, "  shopper {}  language {}  placed {}  payable until {}", report.msisdn, report.lang.code(), report.placed_at, report.expires_at);
+    let _ = writeln!(out, "Lines:");
+    for line in &report.lines {
+        let _ = writeln!(out, "  {} x {} @ KES {} = KES {}", line.qty, line.name, line.unit_price, line.total);
+    }
+    let _ = writeln!(out, "STK attempts:");
+    if report.attempts.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for a in &report.attempts {
+        let _ = writeln!(
+            out,
+            "  #{} to {}  {:?}  result {}  checkout {}  queries {}  callbacks {}{}",
+            a.n,
+            a.payer.masked(),
+            a.state,
+            a.result_code.map_or("-".to_owned(), |c| c.to_string()),
+            a.checkout_request_id.as_deref().unwrap_or("-"),
+            a.queries,
+            a.callbacks,
+            a.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out, "Payments received:");
+    if report.payments.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for p in &report.payments {
+        let _ = writeln!(out, "  {}  KES {}  via {:?}  at {}", p.receipt.as_deref().unwrap_or("(receipt not yet known)"), p.amount, p.source, p.at);
+    }
+    if !report.flags.is_empty() {
+        let _ = writeln!(out, "NEEDS AN OPERATOR: {:?}", report.flags);
+        if report.flags.contains(&OrderFlag::Overpaid) {
+            let _ = writeln!(out, "  overpaid: refund every payment after the first (see the receipts above)");
+        }
+        if report.flags.contains(&OrderFlag::Underpaid) {
+            let _ = writeln!(out, "  underpaid: the order is not paid; refund or ask for the balance");
+        }
+        if report.flags.contains(&OrderFlag::PaidAfterExpiry) {
+            let _ = writeln!(out, "  paid after expiry: honour the order or refund the payment");
+        }
+        if report.flags.contains(&OrderFlag::Mismatch) {
+            let _ = writeln!(out, "  mismatch: a success callback had the wrong amount or phone; check the callbacks");
+        }
+    }
+    let _ = writeln!(out, "SMS:");
+    if report.sms.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for m in &report.sms {
+        let _ = writeln!(
+            out,
+            "  {} {:?}  {:?}  delivery {}  id {}  attempts {}{}",
+            m.id,
+            m.kind,
+            m.status,
+            m.delivery.as_deref().unwrap_or("-"),
+            m.message_id.as_deref().unwrap_or("-"),
+            m.attempts,
+            m.failure_reason.as_deref().map(|r| format!("  reason: {r}")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out, "Callbacks kept: {}", report.callbacks.len());
+    for c in &report.callbacks {
+        let _ = writeln!(out, "  {} {}", time(c.at_ms), c.kind);
+    }
+    out
+}

@@ -1,0 +1,338 @@
+//! The test harness: a Duka server on a free port, its sandboxes, and a phone to dial it with.
+//!
+//! Every test gets its own server and its own random Redis key prefix on the shared throwaway
+//! `redis-server` of this test binary, so tests run in parallel without seeing each other.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use duka::config::Settings;
+use duka::orders::Order;
+use duka::sandbox::mpesa::MpesaSandbox;
+use duka::sandbox::sms::SmsSandbox;
+use duka::startup::{AppState, Application, BuildOptions};
+use duka::store::memory::MemoryStore;
+use duka::testing::{random_prefix, TestRedis};
+
+/// Which store a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Memory,
+}
+
+/// How to build the server under test.
+pub struct TestOptions {
+    pub store: StoreKind,
+    /// Extra environment variables (e.g. `MPESA_QUERY_AFTER_S`).
+    pub env: Vec<(&'static str, String)>,
+    pub run_worker: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Redis,
+            env: Vec::new(),
+            run_worker: true,
+        }
+    }
+}
+
+/// A running Duka under test.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub mpesa: Option<Arc<MpesaSandbox>>,
+    pub sms: Option<Arc<SmsSandbox>>,
+    pub callback_secret: String,
+    pub redis: Option<&'static TestRedis>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+static SESSIONS: AtomicU64 = AtomicU64::new(1);
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> Self {
+        init_test_log();
+        let secret = "testCallbackSecretXq7vT2kd9LwP4n".to_owned();
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("DUKA_LISTEN".into(), "127.0.0.1:0".into()),
+            (
+                "DUKA_MENUS".into(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/menus").into(),
+            ),
+            ("DUKA_KEY_PREFIX".into(), random_prefix()),
+            ("MPESA_CALLBACK_SECRET".into(), secret.clone()),
+        ]);
+        let redis = match options.store {
+            StoreKind::Redis => {
+                let redis = TestRedis::shared();
+                env.insert("REDIS_URL".into(), redis.url());
+                Some(redis)
+            }
+            StoreKind::Memory => None,
+        };
+        for (key, value) in options.env {
+            env.insert(key.to_owned(), value);
+        }
+        let settings = Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings");
+        let build = BuildOptions {
+            store: (options.store == StoreKind::Memory)
+                .then(|| Arc::new(MemoryStore::new()) as duka::store::SharedStore),
+            run_worker: options.run_worker,
+            sweep_every: Duration::from_millis(100),
+            ..BuildOptions::default()
+        };
+        let app = Application::build(settings, build).await.expect("the app builds");
+        let address = format!("http://{}", app.local_addr());
+        let state = app.state();
+        let sandboxes = app.sandboxes();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app
+                .run_until(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            state,
+            mpesa: sandboxes.mpesa,
+            sms: sandboxes.sms,
+            callback_secret: secret,
+            redis,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server and waits for it (requests and jobs in flight finish).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub fn mpesa(&self) -> &MpesaSandbox {
+        self.mpesa.as_deref().expect("the M-Pesa sandbox runs")
+    }
+
+    pub fn sms(&self) -> &SmsSandbox {
+        self.sms.as_deref().expect("the SMS sandbox runs")
+    }
+
+    /// Posts a raw Africa's Talking USSD form; returns status and body.
+    pub async fn post_ussd_form(&self, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}/ussd/africastalking", self.address))
+            .form(form)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Posts a raw body to a path with a content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Posts JSON to a payment callback path under the secret.
+    pub async fn post_payment_json(&self, path: &str, body: &serde_json::Value) -> (u16, String) {
+        self.post_raw(
+            &format!("/payments/{}{path}", self.callback_secret),
+            "application/json",
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
+    /// A phone that dials this server.
+    pub fn phone(&self, number: &str) -> Phone<'_> {
+        Phone {
+            app: self,
+            e164: duka::msisdn::Msisdn::parse(number).expect("a test number").e164(),
+            session_id: new_session_id(),
+            text: None,
+            service_code: "*384*12#".into(),
+        }
+    }
+
+    /// Reads an order straight from the store.
+    pub async fn order(&self, number: &str) -> Option<Order> {
+        duka::payments::settle::load_order(&self.state.shop, number)
+            .await
+            .expect("the store answers")
+    }
+
+    /// The outbox message with this id.
+    pub async fn message(&self, id: &str) -> Option<duka::sms::outbox::OutboxMessage> {
+        let key = self.state.shop.keys.message(id);
+        let raw = self.state.shop.store.get(&[key]).await.expect("store");
+        raw.into_iter()
+            .next()
+            .flatten()
+            .map(|bytes| serde_json::from_slice(&bytes).expect("a message"))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn new_session_id() -> String {
+    format!("ATUid_test_{}", SESSIONS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A handset dialling the shop: keeps the cumulative `text` like Africa's Talking does.
+pub struct Phone<'a> {
+    app: &'a TestApp,
+    pub e164: String,
+    pub session_id: String,
+    /// `None` before dialling; then the cumulative text sent last.
+    text: Option<String>,
+    pub service_code: String,
+}
+
+impl Phone<'_> {
+    async fn send(&mut self, text: String) -> String {
+        let (status, body) = self
+            .app
+            .post_ussd_form(&[
+                ("sessionId", &self.session_id),
+                ("serviceCode", &self.service_code),
+                ("phoneNumber", &self.e164),
+                ("networkCode", "63902"),
+                ("text", &text),
+            ])
+            .await;
+        assert_eq!(status, 200, "a USSD hop answers 200: {body}");
+        assert!(
+            body.starts_with("CON ") || body.starts_with("END "),
+            "a USSD reply starts with CON or END: {body:?}"
+        );
+        self.text = Some(text);
+        body
+    }
+
+    /// Dials the shortcode (the first hop of a new session).
+    pub async fn dial(&mut self) -> String {
+        self.send(String::new()).await
+    }
+
+    /// Dials with inputs already in the dial string (`*384*12*1*2#`).
+    pub async fn deep_dial(&mut self, inputs: &str) -> String {
+        self.send(inputs.to_owned()).await
+    }
+
+    /// Types an input and presses send.
+    pub async fn press(&mut self, input: &str) -> String {
+        let text = match self.text.as_deref() {
+            None | Some("") => input.to_owned(),
+            Some(previous) => format!("{previous}*{input}"),
+        };
+        self.send(text).await
+    }
+
+    /// Sends the last request again (a retransmission).
+    pub async fn resend(&mut self) -> String {
+        let text = self.text.clone().unwrap_or_default();
+        self.send(text).await
+    }
+
+    /// Hangs up; the next dial is a new session.
+    pub fn hang_up(&mut self) {
+        self.session_id = new_session_id();
+        self.text = None;
+    }
+
+    /// Africa's Talking's end-of-session notification for this session.
+    pub async fn session_ends(&self, status: &str) -> u16 {
+        let response = self
+            .app
+            .client
+            .post(format!("{}/ussd/africastalking/session-end", self.app.address))
+            .form(&[
+                ("sessionId", self.session_id.as_str()),
+                ("serviceCode", self.service_code.as_str()),
+                ("phoneNumber", self.e164.as_str()),
+                ("networkCode", "63902"),
+                ("status", status),
+                ("input", self.text.as_deref().unwrap_or("")),
+                ("hopsCount", "3"),
+                ("durationInMillis", "30000"),
+            ])
+            .send()
+            .await
+            .expect("the server answers");
+        response.status().as_u16()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The order number in a checkout END screen ("Order D7K2Q9. …").
+pub fn order_number_in(screen: &str) -> String {
+    let start = screen.find("Order ").expect("the screen names the order") + "Order ".len();
+    screen[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+fn init_test_log() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
