@@ -608,8 +608,9 @@ fn refresh_after(fetched_at: DateTime<Utc>, expires_in: u64) -> DateTime<Utc> {
     const LONGEST: u64 = 24 * 3600;
     let lifetime = expires_in.min(LONGEST);
     let usable = lifetime - MARGIN.min(lifetime / 2);
-    // `usable` is at most a day, far inside chrono's range.
-    fetched_at + chrono::Duration::seconds(i64::try_from(usable).unwrap_or(0))
+    // `usable` is at most a day; a clock at the end of chrono's range just refreshes every time.
+    let usable = chrono::Duration::seconds(i64::try_from(usable).unwrap_or(0));
+    fetched_at.checked_add_signed(usable).unwrap_or(fetched_at)
 }
 
 /// A token and when to stop using it. Not `Debug`: it holds the token.

@@ -324,6 +324,8 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     pub raw_body: String,
     pub status: u16,
+    /// The reply body. For [`Fault::Hang`] it is recorded when the hang starts, so it may be a
+    /// reply the client gave up waiting for.
     pub reply: String,
 }
 
@@ -552,7 +554,8 @@ impl MpesaSandbox {
         prompts
     }
 
-    /// Prompts opening and closing, from now on.
+    /// Prompts opening and closing, from now on. A receiver that falls more than 64 events
+    /// behind gets `Lagged` and should re-read [`MpesaSandbox::prompts`].
     pub fn subscribe_prompts(&self) -> broadcast::Receiver<PromptEvent> {
         self.inner.prompt_events.subscribe()
     }

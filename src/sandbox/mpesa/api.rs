@@ -25,7 +25,7 @@ use base64::Engine as _;
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
-use tracing::info;
+use tracing::debug;
 
 use super::checks::{self, Refusal, Rules};
 use super::state::{Inner, OpenPrompt, State as SandboxState, Transaction};
@@ -336,7 +336,7 @@ fn accept_push(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> An
         let _ = inner.prompt_events.send(PromptEvent::Opened(prompt));
         answer_rx
     });
-    info!(
+    debug!(
         mpesa.checkout_request_id = %checkout_request_id,
         msisdn.masked = %push.phone,
         "sandbox accepted an STK push for checkout {checkout_request_id}"

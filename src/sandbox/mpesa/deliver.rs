@@ -13,7 +13,7 @@ use reqwest::header::CONTENT_TYPE;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::ids::{fake_msisdn_hash, masked_msisdn};
 use super::state::Inner;
@@ -63,7 +63,7 @@ pub(crate) async fn run_push(
     match callback.delivery {
         Delivery::Normal => send_stk_callback(&inner, &callback).await,
         Delivery::Drop => {
-            info!(
+            debug!(
                 mpesa.checkout_request_id = %checkout_request_id,
                 "sandbox drops the STK callback of {checkout_request_id}, as scripted"
             );
@@ -249,7 +249,7 @@ async fn post_to_duka(
         Err(e) => Err(e.to_string()),
     };
     match &reply {
-        Ok(answer) => info!(
+        Ok(answer) => debug!(
             sandbox.callback = ?kind,
             http.status = answer.status,
             "sandbox sent a {kind:?} callback; Duka answered {}", answer.status

@@ -105,7 +105,7 @@ impl Inner {
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {
-        let clock = std::sync::Arc::clone(&self.lock().config.clock);
+        let clock = Arc::clone(&self.lock().config.clock);
         clock.now()
     }
 
