@@ -86,8 +86,9 @@ impl DarajaConfig {
     }
 }
 
-/// One STK push: who pays what for which order.
-#[derive(Debug, Clone)]
+/// One STK push: who pays what for which order. Its `Debug` shows the callback URL's origin
+/// only, since the path carries the callback secret.
+#[derive(Clone)]
 pub struct StkPush<'a> {
     /// Converted with [`Kes::to_mpesa_whole_shillings`]; zero or less is refused before sending.
     pub amount: Kes,
@@ -100,6 +101,21 @@ pub struct StkPush<'a> {
     pub description: &'a str,
     /// Where Daraja posts the result.
     pub callback_url: &'a str,
+}
+
+impl std::fmt::Debug for StkPush<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = reqwest::Url::parse(self.callback_url)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_else(|_| "<not a URL>".into());
+        f.debug_struct("StkPush")
+            .field("amount", &self.amount)
+            .field("payer", self.payer)
+            .field("account_reference", &self.account_reference)
+            .field("description", &self.description)
+            .field("callback_origin", &origin)
+            .finish()
+    }
 }
 
 /// Daraja accepted the push for sending. It says nothing yet about payment.
@@ -592,8 +608,9 @@ fn refresh_after(fetched_at: DateTime<Utc>, expires_in: u64) -> DateTime<Utc> {
     const LONGEST: u64 = 24 * 3600;
     let lifetime = expires_in.min(LONGEST);
     let usable = lifetime - MARGIN.min(lifetime / 2);
-    // `usable` is at most a day, far inside chrono's range.
-    fetched_at + chrono::Duration::seconds(i64::try_from(usable).unwrap_or(0))
+    // `usable` is at most a day; a clock at the end of chrono's range just refreshes every time.
+    let usable = chrono::Duration::seconds(i64::try_from(usable).unwrap_or(0));
+    fetched_at.checked_add_signed(usable).unwrap_or(fetched_at)
 }
 
 /// A token and when to stop using it. Not `Debug`: it holds the token.
@@ -847,6 +864,15 @@ mod tests {
         assert!(DarajaClient::new(config("not a url", "174379")).is_err());
         assert!(DarajaClient::new(config("ftp://x", "174379")).is_err());
         assert!(DarajaClient::new(config("https://x", "12")).is_err());
+    }
+
+    #[test]
+    fn a_push_s_debug_hides_the_callback_secret_and_the_number() {
+        let payer = Msisdn::parse("0712345678").unwrap();
+        let shown = format!("{:?}", golden_push(&payer));
+        assert!(shown.contains("https://shop.example.co.ke"));
+        assert!(!shown.contains("Xq7vT2kd9LwP4nRbH3s8Ze"));
+        assert!(!shown.contains("254712345678"));
     }
 
     #[test]
