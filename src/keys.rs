@@ -103,10 +103,7 @@ impl Keys {
     }
 
     pub fn session(&self, msisdn: &Msisdn, session_id: &str) -> String {
-        self.sharded(
-            shard_of(msisdn.digits()),
-            format_args!("sess:{session_id}"),
-        )
+        self.sharded(shard_of(msisdn.digits()), format_args!("sess:{session_id}"))
     }
 
     pub fn cart(&self, msisdn: &Msisdn) -> String {
@@ -158,7 +155,10 @@ mod tests {
     #[test]
     fn slots_honour_hash_tags_like_redis_does() {
         assert_eq!(cluster_slot("foo"), 12182);
-        assert_eq!(cluster_slot("{user1000}.following"), cluster_slot("user1000"));
+        assert_eq!(
+            cluster_slot("{user1000}.following"),
+            cluster_slot("user1000")
+        );
         assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
         assert_eq!(cluster_slot("foo{{bar}}zap"), cluster_slot("{bar"));
     }
@@ -170,10 +170,7 @@ mod tests {
         let slot = cluster_slot(&keys.session(&msisdn, "ATUid_1"));
         assert_eq!(cluster_slot(&keys.cart(&msisdn)), slot);
         assert_eq!(cluster_slot(&keys.profile(&msisdn)), slot);
-        assert_eq!(
-            cluster_slot(&keys.jobs(shard_of(msisdn.digits()))),
-            slot
-        );
+        assert_eq!(cluster_slot(&keys.jobs(shard_of(msisdn.digits()))), slot);
     }
 
     #[test]

@@ -12,13 +12,13 @@
 //!
 //! [`keys`] documents the Redis key layout and why each key has its hash tag.
 
-pub mod msisdn;
-pub mod money;
-pub mod keys;
-pub mod store;
-pub mod orders;
 pub mod gsm7;
+pub mod keys;
 pub mod menu;
+pub mod money;
 pub mod mpesa;
-pub mod sms;
+pub mod msisdn;
+pub mod orders;
 pub mod sandbox;
+pub mod sms;
+pub mod store;

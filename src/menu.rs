@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use catalog::{Catalog, CatalogError};
 pub use engine::{start, step, MenuState};
 
+use crate::money::Kes;
 use crate::msisdn::Msisdn;
 use crate::orders::{OrderLine, OrderSummary};
-use crate::money::Kes;
 
 /// A language every text exists in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

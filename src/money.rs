@@ -20,7 +20,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 /// An amount in Kenya shillings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Kes(Decimal);
 
@@ -126,7 +128,10 @@ impl fmt::Display for Kes {
         f.write_str(&grouped)?;
         let fraction = value.abs().fract();
         if !fraction.is_zero() {
-            let cents = (fraction * Decimal::from(100)).round().to_u32().unwrap_or(0);
+            let cents = (fraction * Decimal::from(100))
+                .round()
+                .to_u32()
+                .unwrap_or(0);
             write!(f, ".{cents:02}")?;
         }
         Ok(())
@@ -156,8 +161,14 @@ mod tests {
 
     #[test]
     fn zero_and_negative_amounts_are_not_payable() {
-        assert_eq!(kes("0").to_mpesa_whole_shillings(), Err(AmountError::NotPositive));
-        assert_eq!(kes("-5").to_mpesa_whole_shillings(), Err(AmountError::NotPositive));
+        assert_eq!(
+            kes("0").to_mpesa_whole_shillings(),
+            Err(AmountError::NotPositive)
+        );
+        assert_eq!(
+            kes("-5").to_mpesa_whole_shillings(),
+            Err(AmountError::NotPositive)
+        );
         assert_eq!(
             kes("99999999999").to_mpesa_whole_shillings(),
             Err(AmountError::TooLarge)

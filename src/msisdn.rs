@@ -120,7 +120,10 @@ mod tests {
 
     #[test]
     fn a_number_with_a_leading_zero_is_normalised_to_254() {
-        assert_eq!(Msisdn::parse("0712345678").unwrap().digits(), "254712345678");
+        assert_eq!(
+            Msisdn::parse("0712345678").unwrap().digits(),
+            "254712345678"
+        );
     }
 
     #[test]
@@ -133,23 +136,36 @@ mod tests {
             " 0712 345 678 ",
             "0712-345-678",
         ] {
-            assert_eq!(Msisdn::parse(raw).unwrap().digits(), "254712345678", "{raw}");
+            assert_eq!(
+                Msisdn::parse(raw).unwrap().digits(),
+                "254712345678",
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn the_01_range_is_a_mobile_range() {
-        assert_eq!(Msisdn::parse("0110345678").unwrap().digits(), "254110345678");
+        assert_eq!(
+            Msisdn::parse("0110345678").unwrap().digits(),
+            "254110345678"
+        );
     }
 
     #[test]
     fn landlines_short_numbers_and_letters_are_refused() {
-        assert_eq!(Msisdn::parse("0201234567"), Err(MsisdnError::NotKenyanMobile));
+        assert_eq!(
+            Msisdn::parse("0201234567"),
+            Err(MsisdnError::NotKenyanMobile)
+        );
         assert_eq!(Msisdn::parse("07123"), Err(MsisdnError::WrongLength));
         assert_eq!(Msisdn::parse("07123456789"), Err(MsisdnError::WrongLength));
         assert_eq!(Msisdn::parse("07l2345678"), Err(MsisdnError::NotDigits));
         assert_eq!(Msisdn::parse(""), Err(MsisdnError::NotDigits));
-        assert_eq!(Msisdn::parse("+1 415 555 0100"), Err(MsisdnError::NotKenyanMobile));
+        assert_eq!(
+            Msisdn::parse("+1 415 555 0100"),
+            Err(MsisdnError::NotKenyanMobile)
+        );
     }
 
     #[test]

@@ -99,7 +99,10 @@ mod tests {
         for shard in [0, 17, 63] {
             let number = draw_order_number(&mut rng, shard);
             assert_eq!(number.len(), ORDER_NUMBER_LEN);
-            assert!(number.bytes().all(|b| ORDER_ALPHABET.contains(&b)), "{number}");
+            assert!(
+                number.bytes().all(|b| ORDER_ALPHABET.contains(&b)),
+                "{number}"
+            );
             assert!(!number.contains(['0', '1', 'O', 'I']));
             assert_eq!(shard_of(&number), shard);
         }

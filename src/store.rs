@@ -79,7 +79,12 @@ impl Batch {
         self
     }
 
-    pub fn set(&mut self, key: impl Into<String>, value: Vec<u8>, ttl_ms: Option<u64>) -> &mut Self {
+    pub fn set(
+        &mut self,
+        key: impl Into<String>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> &mut Self {
         self.writes.push(Write::Set {
             key: key.into(),
             value,
@@ -93,7 +98,12 @@ impl Batch {
         self
     }
 
-    pub fn zadd(&mut self, key: impl Into<String>, score: i64, member: impl Into<String>) -> &mut Self {
+    pub fn zadd(
+        &mut self,
+        key: impl Into<String>,
+        score: i64,
+        member: impl Into<String>,
+    ) -> &mut Self {
         self.writes.push(Write::ZAdd {
             key: key.into(),
             score,
@@ -220,7 +230,10 @@ pub(crate) mod contract_tests {
         let mut batch = Batch::new();
         batch.set(&key, b"v".to_vec(), Some(50));
         assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
-        assert_eq!(store.get(&[key.clone()]).await.unwrap(), vec![Some(b"v".to_vec())]);
+        assert_eq!(
+            store.get(&[key.clone()]).await.unwrap(),
+            vec![Some(b"v".to_vec())]
+        );
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;
         assert_eq!(store.get(&[key]).await.unwrap(), vec![None]);
     }
@@ -238,7 +251,11 @@ pub(crate) mod contract_tests {
         claimed.sort();
         assert_eq!(claimed, vec!["job-a".to_owned(), "job-b".to_owned()]);
         // Leased until 11_000: invisible to a second worker now and just before.
-        assert!(store.claim_due(&queue, 1_001, 10_000, 10).await.unwrap().is_empty());
+        assert!(store
+            .claim_due(&queue, 1_001, 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty());
         let at_10_999 = store.claim_due(&queue, 10_999, 10_000, 10).await.unwrap();
         assert!(!at_10_999.contains(&"job-a".to_owned()));
         // The lease runs out and another worker gets the job.
@@ -256,7 +273,11 @@ pub(crate) mod contract_tests {
         let mut remove = Batch::new();
         remove.zrem(&queue, "j").delete(&key);
         assert_eq!(store.commit(&remove).await.unwrap(), Commit::Applied);
-        assert!(store.claim_due(&queue, 1_000, 1, 10).await.unwrap().is_empty());
+        assert!(store
+            .claim_due(&queue, 1_000, 1, 10)
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(store.get(&[key]).await.unwrap(), vec![None]);
     }
 }

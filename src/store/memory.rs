@@ -80,10 +80,13 @@ fn sorted_mut<'a>(
     map: &'a mut HashMap<String, Entry>,
     key: &str,
     now: Instant,
-) -> (&'a mut BTreeSet<(i64, String)>, &'a mut HashMap<String, i64>) {
-    let expired = map
-        .get(key)
-        .is_some_and(|e| e.expires_at.is_some_and(|t| t <= now) || !matches!(e.value, Value::Sorted { .. }));
+) -> (
+    &'a mut BTreeSet<(i64, String)>,
+    &'a mut HashMap<String, i64>,
+) {
+    let expired = map.get(key).is_some_and(|e| {
+        e.expires_at.is_some_and(|t| t <= now) || !matches!(e.value, Value::Sorted { .. })
+    });
     if expired {
         map.remove(key);
     }
