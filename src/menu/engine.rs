@@ -430,7 +430,8 @@ impl<'h, 'a> Session<'h, 'a> {
             Screen::Static(id) => self.on_static(&id, input),
             Screen::Resume => match input {
                 "1" => {
-                    self.stack.push(Frame::new(Screen::Cart));
+                    // The cart replaces the offer, so that back leads to the main menu.
+                    self.replace(Screen::Cart);
                     Outcome::Show(None)
                 }
                 "2" => {

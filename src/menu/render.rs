@@ -3,8 +3,9 @@
 //! A screen is described as a [`View`]: head lines (title, messages), items (options or cart
 //! lines, each kept whole) and whether the navigation line shows. [`View::page`] lays out one
 //! page from a given item: an optional notice (a hint such as "Invalid choice.") on top, the
-//! head, as many items as fit, `98. More` when items remain, and `0. Back 00. Home`. It never
-//! splits an item and never exceeds [`SCREEN_MAX_SEPTETS`] unless a single item cannot fit at
+//! head, as many items as fit, `98. More` when items remain, and `0. Back 00. Home`. A notice
+//! never moves options to another page: if it would, it takes the title's line instead. A page
+//! never splits an item and never exceeds [`SCREEN_MAX_SEPTETS`] unless a single item cannot fit at
 //! all, which [`crate::menu::catalog`] rules out at load time by laying out every screen with
 //! the longest data.
 //!
@@ -53,6 +54,10 @@ fn width(line: &str) -> usize {
 
 impl View {
     /// Lays out the page that starts at item `start`, with `notice` above it.
+    ///
+    /// When the notice would push items of this page onto the next one, it takes the place of
+    /// the first head line (the title the shopper has just seen) instead, so that a hint never
+    /// moves the options the shopper is choosing from.
     pub(crate) fn page(
         &self,
         catalog: &Catalog,
@@ -60,14 +65,44 @@ impl View {
         start: usize,
         notice: Option<&str>,
     ) -> Page {
+        let start = if start < self.items.len() { start } else { 0 };
+        let head: Vec<&str> = self.head.iter().map(String::as_str).collect();
+        let page = self.layout(catalog, lang, start, notice, &head);
+        let Some(notice) = notice else {
+            return page;
+        };
+        if self.items.is_empty() || head.is_empty() {
+            return page;
+        }
+        let plain = self.layout(catalog, lang, start, None, &head);
+        if page.fits && page.next == plain.next {
+            return page;
+        }
+        let mut replaced = head.clone();
+        replaced[0] = notice;
+        let instead = self.layout(catalog, lang, start, None, &replaced);
+        if instead.fits && instead.next == plain.next {
+            instead
+        } else {
+            page
+        }
+    }
+
+    fn layout(
+        &self,
+        catalog: &Catalog,
+        lang: Lang,
+        start: usize,
+        notice: Option<&str>,
+        head: &[&str],
+    ) -> Page {
         let more = format!("{MORE_KEY}. {}", catalog.text(lang, "nav.more", &[]));
         let nav = nav_line(catalog, lang);
-        let start = if start < self.items.len() { start } else { 0 };
 
         // Every line costs its septets plus one for the line feed before it.
         let fixed: Vec<&str> = notice
             .into_iter()
-            .chain(self.head.iter().map(String::as_str))
+            .chain(head.iter().copied())
             .chain(self.nav.then_some(nav.as_str()))
             .collect();
         let base: usize = fixed.iter().map(|line| width(line) + 1).sum();
@@ -101,7 +136,7 @@ impl View {
 
         let next = (start + shown < self.items.len()).then_some(start + shown);
         let mut lines: Vec<&str> = notice.into_iter().collect();
-        lines.extend(self.head.iter().map(String::as_str));
+        lines.extend(head.iter().copied());
         lines.extend(self.items[start..start + shown].iter().map(String::as_str));
         if next.is_some() {
             lines.push(&more);
