@@ -188,28 +188,38 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         &[invalid.clone()],
     );
 
+    // The quantity and "added" screens show the full name. They are first checked with the
+    // shortest name, to blame a too-long text once; then with each product, to blame a name.
+    let quantity_notices = [quantity, most.clone(), full.clone(), order_max.clone()];
+    let added_notices = [invalid.clone(), most];
+    let shortest = catalog
+        .products()
+        .min_by_key(|p| gsm7::septets(p.name_in(lang)).unwrap_or(0));
+    let mut texts_fit = true;
+    if let Some(product) = shortest {
+        let before = c.problems.0.len();
+        let view = render::quantity(catalog, lang, product);
+        c.screen(
+            (&file, "product.title"),
+            "quantity",
+            &view,
+            &quantity_notices,
+        );
+        let view = render::added(catalog, lang, product, MAX_QTY);
+        c.screen((&file, "added.title"), "added", &view, &added_notices);
+        texts_fit = c.problems.0.len() == before;
+    }
     for (i, category) in catalog.categories().iter().enumerate() {
         let key = format!("categories[{i}]");
         let view = render::products(catalog, lang, category);
         let notices = [invalid.clone(), full.clone()];
         c.screen((CATALOG_FILE, &key), "product list", &view, &notices);
-        for (j, product) in category.products.iter().enumerate() {
+        for (j, product) in category.products.iter().enumerate().filter(|_| texts_fit) {
             let key = format!("categories[{i}].products[{j}].name");
             let view = render::quantity(catalog, lang, product);
-            let notices = [
-                quantity.clone(),
-                most.clone(),
-                full.clone(),
-                order_max.clone(),
-            ];
-            c.screen((CATALOG_FILE, &key), "quantity", &view, &notices);
+            c.screen((CATALOG_FILE, &key), "quantity", &view, &quantity_notices);
             let view = render::added(catalog, lang, product, MAX_QTY);
-            c.screen(
-                (CATALOG_FILE, &key),
-                "added",
-                &view,
-                &[invalid.clone(), most.clone()],
-            );
+            c.screen((CATALOG_FILE, &key), "added", &view, &added_notices);
         }
     }
 
