@@ -17,7 +17,7 @@ pub mod render;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{Catalog, CatalogError};
-pub use engine::{start, step, MenuState};
+pub use engine::{apology, start, step, MenuState};
 
 use crate::money::Kes;
 use crate::msisdn::Msisdn;

@@ -94,7 +94,7 @@ pub struct HopResult {
     pub reply: Reply,
     pub lang: Lang,
     /// The screen now shown, for logs.
-    pub screen: &'static str,
+    pub screen: String,
     pub repeated: bool,
     /// The order placed by this hop, if any.
     pub placed_order: Option<String>,
@@ -175,7 +175,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 return Ok(HopResult {
                     reply: session.reply,
                     lang,
-                    screen: session.menu.screen_id(),
+                    screen: session.menu.screen_id().to_owned(),
                     repeated: true,
                     placed_order: None,
                 });
@@ -328,7 +328,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 return Ok(HopResult {
                     reply,
                     lang,
-                    screen: record.menu.screen_id(),
+                    screen: record.menu.screen_id().to_owned(),
                     repeated: false,
                     placed_order,
                 });

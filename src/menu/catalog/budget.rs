@@ -1,0 +1,324 @@
+//! The length check: every screen and SMS, drawn with the longest data, must fit.
+//!
+//! A translation that is a few words longer, or one long product name, would otherwise show up
+//! as a screen the aggregator rejects or an SMS billed twice, and only for the shopper with the
+//! biggest cart. So at load time each screen the engine can draw is built through the same
+//! [`render`] functions the engine uses, with worst-case data: the longest names, the largest
+//! price, quantity 99, a full cart at the largest total the cart limits allow, six-character
+//! order numbers, a seven-digit paybill, and each hint the screen can show on top. Every page
+//! from every starting item must fit in [`SCREEN_MAX_SEPTETS`]. Each SMS text is filled with
+//! the longest realistic values and must fit one GSM-7 segment.
+
+use super::{text_file, Catalog, Problems, CATALOG_FILE, SCREENS_FILE};
+use crate::gsm7;
+use crate::menu::engine::{MAX_CART_LINES, MAX_ORDER_TOTAL, MAX_PAYBILL_LEN, MAX_QTY};
+use crate::menu::render::{self, CartRow, View, SCREEN_MAX_SEPTETS};
+use crate::menu::Lang;
+use crate::money::Kes;
+use crate::orders::{OrderStatus, OrderSummary, ORDER_NUMBER_LEN};
+
+/// One SMS segment in GSM-7.
+pub const SMS_MAX_SEPTETS: usize = 160;
+/// The room `{items}` gets in an SMS; [`Catalog::items_summary`] shortens to it.
+pub const SMS_ITEMS_MAX_SEPTETS: usize = 50;
+
+/// An M-Pesa receipt number is ten characters (`QKH94M1Z11`).
+const WORST_RECEIPT: &str = "QKH94M1Z11";
+/// The longest USSD code a nudge may tell shoppers to dial.
+const WORST_SHORTCODE: &str = "*384*123456#";
+/// `Msisdn::local_masked` always has this shape.
+const WORST_PHONE_MASKED: &str = "07XX XXX 678";
+
+const ALL_STATUSES: [OrderStatus; 4] = [
+    OrderStatus::AwaitingPayment,
+    OrderStatus::Failed,
+    OrderStatus::Paid,
+    OrderStatus::Expired,
+];
+
+/// The longest data the limits allow, shared by every screen of one language.
+struct Worst {
+    order: String,
+    paybill: String,
+    /// The largest cart total: the dearest products at the most each, up to the order limit.
+    total: Kes,
+    /// The largest line: the dearest product at the most per line, up to the order limit.
+    line: Kes,
+    /// The product name that is longest in this language.
+    name: String,
+    items: u32,
+}
+
+impl Worst {
+    fn new(catalog: &Catalog, lang: Lang) -> Self {
+        let limit = Kes::whole(MAX_ORDER_TOTAL);
+        let mut prices: Vec<Kes> = catalog.products().map(|p| p.price).collect();
+        prices.sort_unstable_by(|a, b| b.cmp(a));
+        let dearest: Kes = prices
+            .iter()
+            .take(MAX_CART_LINES)
+            .map(|p| p.times(MAX_QTY))
+            .sum();
+        let line = prices.first().map_or(Kes::ZERO, |p| p.times(MAX_QTY));
+        let name = catalog
+            .products()
+            .map(|p| p.name_in(lang))
+            .max_by_key(|name| gsm7::septets(name).unwrap_or(0))
+            .unwrap_or_default()
+            .to_owned();
+        Worst {
+            order: "W".repeat(ORDER_NUMBER_LEN),
+            paybill: "9".repeat(MAX_PAYBILL_LEN),
+            total: dearest.min(limit),
+            line: line.min(limit),
+            name,
+            items: MAX_QTY * u32::try_from(MAX_CART_LINES).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Checks one language's screens and SMS, adding a problem per screen that can overflow.
+struct Checker<'c, 'p> {
+    catalog: &'c Catalog,
+    lang: Lang,
+    problems: &'p mut Problems,
+}
+
+impl Checker<'_, '_> {
+    fn text(&self, id: &str, values: &[(&str, &str)]) -> String {
+        self.catalog.text(self.lang, id, values)
+    }
+
+    /// Lays out every page of `view`, from every item and with each notice, and reports the
+    /// first that does not fit.
+    fn screen(&mut self, blame: (&str, &str), what: &str, view: &View, notices: &[String]) {
+        let starts = 0..view.items.len().max(1);
+        for notice in std::iter::once(None).chain(notices.iter().map(Some)) {
+            for start in starts.clone() {
+                let page = view.page(self.catalog, self.lang, start, notice.map(String::as_str));
+                let length = gsm7::septets(&page.text).unwrap_or(usize::MAX);
+                if !page.fits || length > SCREEN_MAX_SEPTETS {
+                    self.overflow(blame, what, length, &page.text);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, blame: (&str, &str), what: &str, text: &str) {
+        let length = gsm7::septets(text).unwrap_or(usize::MAX);
+        if length > SCREEN_MAX_SEPTETS {
+            self.overflow(blame, what, length, text);
+        }
+    }
+
+    fn overflow(&mut self, (file, key): (&str, &str), what: &str, length: usize, text: &str) {
+        self.problems.add(
+            file,
+            key,
+            format!(
+                "the {what} screen in {} can be {length} characters with the longest data, \
+                 more than {SCREEN_MAX_SEPTETS}: \"{}\"",
+                self.lang.code(),
+                text.replace('\n', " | ")
+            ),
+        );
+    }
+
+    fn sms(&mut self, id: &str, values: &[(&str, &str)]) {
+        let text = self.text(id, values);
+        let length = gsm7::septets(&text).unwrap_or(usize::MAX);
+        if length > SMS_MAX_SEPTETS {
+            self.problems.add(
+                &text_file(self.lang),
+                id,
+                format!(
+                    "can be {length} characters with the longest values, more than one SMS \
+                     ({SMS_MAX_SEPTETS}): \"{text}\""
+                ),
+            );
+        }
+    }
+}
+
+/// Adds a problem for every screen or SMS that could exceed its length.
+pub(super) fn check(catalog: &Catalog, problems: &mut Problems) {
+    for lang in Lang::ALL {
+        let worst = Worst::new(catalog, lang);
+        let mut checker = Checker {
+            catalog,
+            lang,
+            problems,
+        };
+        check_screens(&mut checker, &worst);
+        check_sms(&mut checker, &worst);
+    }
+}
+
+fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
+    let catalog = c.catalog;
+    let lang = c.lang;
+    let file = text_file(lang);
+    let max = |id: &str, value: &str| c.text(id, &[("max", value)]);
+    let invalid = c.text("hint.invalid", &[]);
+    let quantity = max("hint.quantity", &MAX_QTY.to_string());
+    let most = max("hint.most_per_item", &MAX_QTY.to_string());
+    let full = max("hint.cart_full", &MAX_CART_LINES.to_string());
+    let order_max = max("hint.order_max", &Kes::whole(MAX_ORDER_TOTAL).to_string());
+    let phone = c.text("hint.phone", &[]);
+    let removed = c.text("remove.done", &[("name", &render::list_name(&worst.name))]);
+    let changed = c.text("language.changed", &[]);
+
+    for screen in catalog.screens.values() {
+        let mut notices = vec![invalid.clone()];
+        if screen.id == crate::menu::engine::MAIN_SCREEN {
+            notices.push(changed.clone());
+        }
+        let view = render::static_screen(catalog, lang, screen, &worst.paybill);
+        c.screen((SCREENS_FILE, &screen.id), &screen.id, &view, &notices);
+    }
+
+    let view = render::resume(catalog, lang, worst.items, worst.total);
+    c.screen((&file, "resume.title"), "resume", &view, &[invalid.clone()]);
+    let view = render::categories(catalog, lang);
+    c.screen(
+        (&file, "shop.title"),
+        "categories",
+        &view,
+        &[invalid.clone()],
+    );
+
+    // The quantity and "added" screens show the full name. They are first checked with the
+    // shortest name, to blame a too-long text once; then with each product, to blame a name.
+    let quantity_notices = [quantity, most.clone(), full.clone(), order_max.clone()];
+    let added_notices = [invalid.clone(), most];
+    let shortest = catalog
+        .products()
+        .min_by_key(|p| gsm7::septets(p.name_in(lang)).unwrap_or(0));
+    let mut texts_fit = true;
+    if let Some(product) = shortest {
+        let before = c.problems.0.len();
+        let view = render::quantity(catalog, lang, product);
+        c.screen(
+            (&file, "product.title"),
+            "quantity",
+            &view,
+            &quantity_notices,
+        );
+        let view = render::added(catalog, lang, product, MAX_QTY);
+        c.screen((&file, "added.title"), "added", &view, &added_notices);
+        texts_fit = c.problems.0.len() == before;
+    }
+    for (i, category) in catalog.categories().iter().enumerate() {
+        let key = format!("categories[{i}]");
+        let view = render::products(catalog, lang, category);
+        let notices = [invalid.clone(), full.clone()];
+        c.screen((CATALOG_FILE, &key), "product list", &view, &notices);
+        for (j, product) in category.products.iter().enumerate().filter(|_| texts_fit) {
+            let key = format!("categories[{i}].products[{j}].name");
+            let view = render::quantity(catalog, lang, product);
+            c.screen((CATALOG_FILE, &key), "quantity", &view, &quantity_notices);
+            let view = render::added(catalog, lang, product, MAX_QTY);
+            c.screen((CATALOG_FILE, &key), "added", &view, &added_notices);
+        }
+    }
+
+    let view = render::checkout(catalog, lang, Some(worst.total), WORST_PHONE_MASKED);
+    let notices = [invalid.clone(), order_max.clone()];
+    c.screen((&file, "checkout.total"), "checkout", &view, &notices);
+    let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED);
+    c.screen((&file, "cart.empty"), "checkout", &view, &[invalid.clone()]);
+    let view = render::payer(catalog, lang);
+    c.screen((&file, "payer.ask"), "payer number", &view, &[phone]);
+
+    let rows: Vec<CartRow<'_>> = (0..MAX_CART_LINES)
+        .map(|_| CartRow {
+            name: &worst.name,
+            qty: MAX_QTY,
+            amount: worst.line,
+        })
+        .collect();
+    let notices = [invalid.clone(), removed];
+    let view = render::cart(catalog, lang, &rows, worst.total);
+    c.screen((&file, "cart.line"), "cart", &view, &notices);
+    let view = render::cart(catalog, lang, &[], Kes::ZERO);
+    c.screen((&file, "cart.empty"), "cart", &view, &notices);
+    let view = render::remove(catalog, lang, &rows);
+    c.screen((&file, "remove.line"), "remove", &view, &[invalid.clone()]);
+    let view = render::clear(catalog, lang);
+    c.screen(
+        (&file, "clear.ask"),
+        "empty cart",
+        &view,
+        &[invalid.clone()],
+    );
+
+    for status in ALL_STATUSES {
+        let summary = OrderSummary {
+            number: worst.order.clone(),
+            total: worst.total,
+            status,
+            placed_at_ms: 0,
+        };
+        let list = vec![summary.clone(); crate::menu::Profile::MAX_ORDERS];
+        let view = render::orders(catalog, lang, &list);
+        c.screen((&file, "orders.line"), "orders", &view, &[invalid.clone()]);
+        let view = render::order(catalog, lang, &summary, &worst.paybill);
+        c.screen((&file, "order.paybill"), "order", &view, &[invalid.clone()]);
+    }
+    let view = render::orders(catalog, lang, &[]);
+    c.screen((&file, "orders.none"), "orders", &view, &[invalid]);
+
+    let text = render::order_placed(catalog, lang, &worst.order, worst.total, &worst.paybill);
+    c.end((&file, "order.placed"), "order placed", &text);
+    let text = render::prompt_sent(catalog, lang, &worst.order, worst.total);
+    c.end((&file, "order.prompt_sent"), "pay again", &text);
+    let text = c.text("ussd.apology", &[]);
+    c.end((&file, "ussd.apology"), "apology", &text);
+}
+
+fn check_sms(c: &mut Checker<'_, '_>, worst: &Worst) {
+    let shop = c.catalog.shop_name().to_owned();
+    let items = "W".repeat(SMS_ITEMS_MAX_SEPTETS);
+    let total = worst.total.to_string();
+    let reason = [
+        "reason.cancelled",
+        "reason.wrong_pin",
+        "reason.timeout",
+        "reason.insufficient_funds",
+        "reason.failed",
+    ]
+    .iter()
+    .map(|id| c.text(id, &[]))
+    .max_by_key(|text| gsm7::septets(text).unwrap_or(0))
+    .unwrap_or_default();
+    c.sms(
+        "sms.receipt",
+        &[
+            ("shop", &shop),
+            ("order", &worst.order),
+            ("items", &items),
+            ("total", &total),
+            ("receipt", WORST_RECEIPT),
+        ],
+    );
+    c.sms(
+        "sms.payment_failed",
+        &[
+            ("shop", &shop),
+            ("order", &worst.order),
+            ("total", &total),
+            ("paybill", &worst.paybill),
+            ("reason", &reason),
+        ],
+    );
+    c.sms(
+        "sms.nudge",
+        &[
+            ("shop", &shop),
+            ("items", &items),
+            ("total", &total),
+            ("shortcode", WORST_SHORTCODE),
+        ],
+    );
+}
