@@ -551,14 +551,14 @@ impl Catalog {
                         "SMS texts must not contain '%' (carriers drop such messages)",
                     );
                 }
-                let placeholders = match placeholders(template) {
-                    Ok(placeholders) => placeholders,
+                let ours = match placeholders(template) {
+                    Ok(names) => names,
                     Err(reason) => {
                         problems.add(&file, id, reason);
                         continue;
                     }
                 };
-                for name in &placeholders {
+                for name in &ours {
                     if !allowed.contains(&name.as_str()) {
                         let known = if allowed.is_empty() {
                             "this text takes none".to_owned()
@@ -581,15 +581,15 @@ impl Catalog {
                     Some(other_template) => {
                         // Compared once, from the English side, to report each mismatch once.
                         if lang == Lang::En {
-                            if let Ok(theirs) = placeholders_of(other_template) {
-                                if theirs != placeholders {
+                            if let Ok(theirs) = placeholders(other_template) {
+                                if theirs != ours {
                                     problems.add(
                                         &text_file(other),
                                         id,
                                         format!(
                                             "placeholders {} differ from {file}'s {}",
                                             braced_set(&theirs),
-                                            braced_set(&placeholders)
+                                            braced_set(&ours)
                                         ),
                                     );
                                 }
@@ -600,10 +600,6 @@ impl Catalog {
             }
         }
     }
-}
-
-fn placeholders_of(template: &str) -> Result<BTreeSet<String>, String> {
-    placeholders(template)
 }
 
 fn braced(names: &[&str]) -> String {
