@@ -13,7 +13,7 @@
 //!
 //! Beyond the shape of the files, the loader checks what would otherwise only show on a phone:
 //! every target exists, option keys are unique and not the navigation keys, every text is in
-//! both languages with the same placeholders, everything is GSM-7, and (in [`budget`]) that no
+//! both languages with the same placeholders, everything is GSM-7, and (in `budget.rs`) that no
 //! screen the engine can draw exceeds the aggregator's limit, by drawing each one with the
 //! longest data the cart limits allow. A catalog that loads can therefore not show a broken
 //! screen, which is why the engine itself never has to check.
