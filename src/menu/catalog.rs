@@ -13,7 +13,7 @@
 //!
 //! Beyond the shape of the files, the loader checks what would otherwise only show on a phone:
 //! every target exists, option keys are unique and not the navigation keys, every text is in
-//! both languages with the same placeholders, everything is GSM-7, and (in [`budget`]) that no
+//! both languages with the same placeholders, everything is GSM-7, and (in `budget.rs`) that no
 //! screen the engine can draw exceeds the aggregator's limit, by drawing each one with the
 //! longest data the cart limits allow. A catalog that loads can therefore not show a broken
 //! screen, which is why the engine itself never has to check.
@@ -551,14 +551,14 @@ impl Catalog {
                         "SMS texts must not contain '%' (carriers drop such messages)",
                     );
                 }
-                let placeholders = match placeholders(template) {
-                    Ok(placeholders) => placeholders,
+                let ours = match placeholders(template) {
+                    Ok(names) => names,
                     Err(reason) => {
                         problems.add(&file, id, reason);
                         continue;
                     }
                 };
-                for name in &placeholders {
+                for name in &ours {
                     if !allowed.contains(&name.as_str()) {
                         let known = if allowed.is_empty() {
                             "this text takes none".to_owned()
@@ -581,15 +581,15 @@ impl Catalog {
                     Some(other_template) => {
                         // Compared once, from the English side, to report each mismatch once.
                         if lang == Lang::En {
-                            if let Ok(theirs) = placeholders_of(other_template) {
-                                if theirs != placeholders {
+                            if let Ok(theirs) = placeholders(other_template) {
+                                if theirs != ours {
                                     problems.add(
                                         &text_file(other),
                                         id,
                                         format!(
                                             "placeholders {} differ from {file}'s {}",
                                             braced_set(&theirs),
-                                            braced_set(&placeholders)
+                                            braced_set(&ours)
                                         ),
                                     );
                                 }
@@ -600,10 +600,6 @@ impl Catalog {
             }
         }
     }
-}
-
-fn placeholders_of(template: &str) -> Result<BTreeSet<String>, String> {
-    placeholders(template)
 }
 
 fn braced(names: &[&str]) -> String {

@@ -57,7 +57,7 @@ pub const MAX_DEPTH: usize = 12;
 /// Where a shopper is in the menus, saved in the session between hops.
 ///
 /// Serialised compactly (`{"s":["s:main","c","p:household>4"]}`), since it is stored per
-/// session in Redis beside the cart; see [`Frame`] for the format.
+/// session in Redis beside the cart; each screen is one short string (see `Frame` in the source).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MenuState {
     /// The history: never empty in a state the engine returns; the top is the screen the

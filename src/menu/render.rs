@@ -1,7 +1,7 @@
 //! What each screen looks like, and how a long screen is split into pages.
 //!
-//! A screen is described as a [`View`]: head lines (title, messages), items (options or cart
-//! lines, each kept whole) and whether the navigation line shows. [`View::page`] lays out one
+//! A screen is described as a `View`: head lines (title, messages), items (options or cart
+//! lines, each kept whole) and whether the navigation line shows. `View::page` lays out one
 //! page from a given item: an optional notice (a hint such as "Invalid choice.") on top, the
 //! head, as many items as fit, `98. More` when items remain, and `0. Back 00. Home`. A notice
 //! never moves options to another page: if it would, it takes the title's line instead. A page

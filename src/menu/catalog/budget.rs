@@ -91,11 +91,11 @@ impl Checker<'_, '_> {
 
     /// Lays out every page of `view`, from every item and with each notice, and reports the
     /// first that does not fit.
-    fn screen(&mut self, blame: (&str, &str), what: &str, view: &View, notices: &[String]) {
+    fn screen(&mut self, blame: (&str, &str), what: &str, view: &View, notices: &[&str]) {
         let starts = 0..view.items.len().max(1);
-        for notice in std::iter::once(None).chain(notices.iter().map(Some)) {
+        for notice in std::iter::once(None).chain(notices.iter().copied().map(Some)) {
             for start in starts.clone() {
-                let page = view.page(self.catalog, self.lang, start, notice.map(String::as_str));
+                let page = view.page(self.catalog, self.lang, start, notice);
                 let length = gsm7::septets(&page.text).unwrap_or(usize::MAX);
                 if !page.fits || length > SCREEN_MAX_SEPTETS {
                     self.overflow(blame, what, length, &page.text);
@@ -170,28 +170,38 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
     let changed = c.text("language.changed", &[]);
 
     for screen in catalog.screens.values() {
-        let mut notices = vec![invalid.clone()];
+        let mut notices = vec![invalid.as_str()];
         if screen.id == crate::menu::engine::MAIN_SCREEN {
-            notices.push(changed.clone());
+            notices.push(changed.as_str());
         }
         let view = render::static_screen(catalog, lang, screen, &worst.paybill);
         c.screen((SCREENS_FILE, &screen.id), &screen.id, &view, &notices);
     }
 
     let view = render::resume(catalog, lang, worst.items, worst.total);
-    c.screen((&file, "resume.title"), "resume", &view, &[invalid.clone()]);
+    c.screen(
+        (&file, "resume.title"),
+        "resume",
+        &view,
+        &[invalid.as_str()],
+    );
     let view = render::categories(catalog, lang);
     c.screen(
         (&file, "shop.title"),
         "categories",
         &view,
-        &[invalid.clone()],
+        &[invalid.as_str()],
     );
 
     // The quantity and "added" screens show the full name. They are first checked with the
     // shortest name, to blame a too-long text once; then with each product, to blame a name.
-    let quantity_notices = [quantity, most.clone(), full.clone(), order_max.clone()];
-    let added_notices = [invalid.clone(), most];
+    let quantity_notices = [
+        quantity.as_str(),
+        most.as_str(),
+        full.as_str(),
+        order_max.as_str(),
+    ];
+    let added_notices = [invalid.as_str(), most.as_str()];
     let shortest = catalog
         .products()
         .min_by_key(|p| gsm7::septets(p.name_in(lang)).unwrap_or(0));
@@ -212,7 +222,7 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
     for (i, category) in catalog.categories().iter().enumerate() {
         let key = format!("categories[{i}]");
         let view = render::products(catalog, lang, category);
-        let notices = [invalid.clone(), full.clone()];
+        let notices = [invalid.as_str(), full.as_str()];
         c.screen((CATALOG_FILE, &key), "product list", &view, &notices);
         for (j, product) in category.products.iter().enumerate().filter(|_| texts_fit) {
             let key = format!("categories[{i}].products[{j}].name");
@@ -224,12 +234,22 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
     }
 
     let view = render::checkout(catalog, lang, Some(worst.total), WORST_PHONE_MASKED);
-    let notices = [invalid.clone(), order_max.clone()];
+    let notices = [invalid.as_str(), order_max.as_str()];
     c.screen((&file, "checkout.total"), "checkout", &view, &notices);
     let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED);
-    c.screen((&file, "cart.empty"), "checkout", &view, &[invalid.clone()]);
+    c.screen(
+        (&file, "cart.empty"),
+        "checkout",
+        &view,
+        &[invalid.as_str()],
+    );
     let view = render::payer(catalog, lang);
-    c.screen((&file, "payer.ask"), "payer number", &view, &[phone]);
+    c.screen(
+        (&file, "payer.ask"),
+        "payer number",
+        &view,
+        &[phone.as_str()],
+    );
 
     let rows: Vec<CartRow<'_>> = (0..MAX_CART_LINES)
         .map(|_| CartRow {
@@ -238,19 +258,19 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
             amount: worst.line,
         })
         .collect();
-    let notices = [invalid.clone(), removed];
+    let notices = [invalid.as_str(), removed.as_str()];
     let view = render::cart(catalog, lang, &rows, worst.total);
     c.screen((&file, "cart.line"), "cart", &view, &notices);
     let view = render::cart(catalog, lang, &[], Kes::ZERO);
     c.screen((&file, "cart.empty"), "cart", &view, &notices);
     let view = render::remove(catalog, lang, &rows);
-    c.screen((&file, "remove.line"), "remove", &view, &[invalid.clone()]);
+    c.screen((&file, "remove.line"), "remove", &view, &[invalid.as_str()]);
     let view = render::clear(catalog, lang);
     c.screen(
         (&file, "clear.ask"),
         "empty cart",
         &view,
-        &[invalid.clone()],
+        &[invalid.as_str()],
     );
 
     for status in ALL_STATUSES {
@@ -262,12 +282,17 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         };
         let list = vec![summary.clone(); crate::menu::Profile::MAX_ORDERS];
         let view = render::orders(catalog, lang, &list);
-        c.screen((&file, "orders.line"), "orders", &view, &[invalid.clone()]);
+        c.screen((&file, "orders.line"), "orders", &view, &[invalid.as_str()]);
         let view = render::order(catalog, lang, &summary, &worst.paybill);
-        c.screen((&file, "order.paybill"), "order", &view, &[invalid.clone()]);
+        c.screen(
+            (&file, "order.paybill"),
+            "order",
+            &view,
+            &[invalid.as_str()],
+        );
     }
     let view = render::orders(catalog, lang, &[]);
-    c.screen((&file, "orders.none"), "orders", &view, &[invalid]);
+    c.screen((&file, "orders.none"), "orders", &view, &[invalid.as_str()]);
 
     let text = render::order_placed(catalog, lang, &worst.order, worst.total, &worst.paybill);
     c.end((&file, "order.placed"), "order placed", &text);
