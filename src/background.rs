@@ -25,23 +25,25 @@ pub struct Background {
 impl JobHandler for Background {
     async fn run(&self, shop: &Shop, job: &Job) -> JobOutcome {
         let span = tracing::info_span!("job", job = %job.encode());
-        async move { match job {
-            Job::Push { order, attempt } => {
-                self.payments
-                    .push(shop, &self.metrics, order, *attempt)
-                    .await
+        async move {
+            match job {
+                Job::Push { order, attempt } => {
+                    self.payments
+                        .push(shop, &self.metrics, order, *attempt)
+                        .await
+                }
+                Job::PayAgain { order, payer } => self.payments.pay_again(shop, order, payer).await,
+                Job::Query { order, attempt } => {
+                    self.payments
+                        .query(shop, &self.metrics, order, *attempt)
+                        .await
+                }
+                Job::Expire { order } => self.payments.expire(shop, order).await,
+                Job::Sms { message } => {
+                    crate::sms::worker::deliver(shop, &self.sms, &self.metrics, message).await
+                }
             }
-            Job::PayAgain { order, payer } => self.payments.pay_again(shop, order, payer).await,
-            Job::Query { order, attempt } => {
-                self.payments
-                    .query(shop, &self.metrics, order, *attempt)
-                    .await
-            }
-            Job::Expire { order } => self.payments.expire(shop, order).await,
-            Job::Sms { message } => {
-                crate::sms::worker::deliver(shop, &self.sms, &self.metrics, message).await
-            }
-        } }
+        }
         .instrument(span)
         .await
     }

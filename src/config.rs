@@ -309,8 +309,7 @@ impl Settings {
         let base = format!(
             "{public_url}/payments/{}/c2b",
             self.callback_secret.expose_secret()
-        )
-        ;
+        );
         (format!("{base}/confirm"), format!("{base}/validate"))
     }
 }

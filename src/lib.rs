@@ -35,8 +35,11 @@ pub mod payments;
 pub mod sandbox;
 pub mod sms;
 // The server.
+pub mod bench;
 pub mod config;
+pub mod dial;
 pub mod error;
+pub mod fixtures;
 pub mod metrics;
 pub mod operator;
 pub mod startup;

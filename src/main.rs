@@ -24,6 +24,12 @@ enum Command {
         #[arg(long, env = "DUKA_RECORD_DIR")]
         record: Option<PathBuf>,
     },
+    /// Replay recorded session fixtures; prints a diff per failure and `N passed, N failed`.
+    Replay(duka::fixtures::ReplayArgs),
+    /// A terminal phone: dial the shop and walk the menus.
+    Dial(duka::dial::DialArgs),
+    /// A load generator: simulated shoppers walk the whole flow against a server.
+    Bench(duka::bench::BenchArgs),
     /// Show one order: lines, total, state, payment attempts and callbacks, payments, receipt SMS.
     Order {
         /// The order number (the paybill account number).
@@ -83,6 +89,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Replay(args) => duka::fixtures::run(args).await,
+        Command::Dial(args) => duka::dial::run(args).await,
+        Command::Bench(args) => duka::bench::run(args).await,
         Command::Order { number, json } => {
             let settings = Settings::from_env()?;
             if settings.store == duka::config::StoreSettings::Embedded {

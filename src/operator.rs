@@ -77,7 +77,9 @@ pub async fn order_report(
     number: &str,
 ) -> Result<Option<OrderReport>, StoreError> {
     let number = crate::orders::normalise_order_number(number);
-    let values = store.get(&[keys.order(&number), keys.audit(&number)]).await?;
+    let values = store
+        .get(&[keys.order(&number), keys.audit(&number)])
+        .await?;
     let Some(order) = values[0]
         .as_deref()
         .and_then(|b| serde_json::from_slice::<Order>(b).ok())
@@ -146,11 +148,26 @@ pub async fn order_report(
 pub fn render_text(report: &OrderReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "Order {}  {:?}  KES {}", report.number, report.state, report.total);
-    let _ = writeln!(out, "  shopper {}  language {}  placed {}  payable until {}", report.msisdn, report.lang.code(), report.placed_at, report.expires_at);
+    let _ = writeln!(
+        out,
+        "Order {}  {:?}  KES {}",
+        report.number, report.state, report.total
+    );
+    let _ = writeln!(
+        out,
+        "  shopper {}  language {}  placed {}  payable until {}",
+        report.msisdn,
+        report.lang.code(),
+        report.placed_at,
+        report.expires_at
+    );
     let _ = writeln!(out, "Lines:");
     for line in &report.lines {
-        let _ = writeln!(out, "  {} x {} @ KES {} = KES {}", line.qty, line.name, line.unit_price, line.total);
+        let _ = writeln!(
+            out,
+            "  {} x {} @ KES {} = KES {}",
+            line.qty, line.name, line.unit_price, line.total
+        );
     }
     let _ = writeln!(out, "STK attempts:");
     if report.attempts.is_empty() {
@@ -167,7 +184,10 @@ pub fn render_text(report: &OrderReport) -> String {
             a.checkout_request_id.as_deref().unwrap_or("-"),
             a.queries,
             a.callbacks,
-            a.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+            a.error
+                .as_deref()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out, "Payments received:");
@@ -175,21 +195,40 @@ pub fn render_text(report: &OrderReport) -> String {
         let _ = writeln!(out, "  none");
     }
     for p in &report.payments {
-        let _ = writeln!(out, "  {}  KES {}  via {:?}  at {}", p.receipt.as_deref().unwrap_or("(receipt not yet known)"), p.amount, p.source, p.at);
+        let _ = writeln!(
+            out,
+            "  {}  KES {}  via {:?}  at {}",
+            p.receipt.as_deref().unwrap_or("(receipt not yet known)"),
+            p.amount,
+            p.source,
+            p.at
+        );
     }
     if !report.flags.is_empty() {
         let _ = writeln!(out, "NEEDS AN OPERATOR: {:?}", report.flags);
         if report.flags.contains(&OrderFlag::Overpaid) {
-            let _ = writeln!(out, "  overpaid: refund every payment after the first (see the receipts above)");
+            let _ = writeln!(
+                out,
+                "  overpaid: refund every payment after the first (see the receipts above)"
+            );
         }
         if report.flags.contains(&OrderFlag::Underpaid) {
-            let _ = writeln!(out, "  underpaid: the order is not paid; refund or ask for the balance");
+            let _ = writeln!(
+                out,
+                "  underpaid: the order is not paid; refund or ask for the balance"
+            );
         }
         if report.flags.contains(&OrderFlag::PaidAfterExpiry) {
-            let _ = writeln!(out, "  paid after expiry: honour the order or refund the payment");
+            let _ = writeln!(
+                out,
+                "  paid after expiry: honour the order or refund the payment"
+            );
         }
         if report.flags.contains(&OrderFlag::Mismatch) {
-            let _ = writeln!(out, "  mismatch: a success callback had the wrong amount or phone; check the callbacks");
+            let _ = writeln!(
+                out,
+                "  mismatch: a success callback had the wrong amount or phone; check the callbacks"
+            );
         }
     }
     let _ = writeln!(out, "SMS:");
@@ -206,7 +245,10 @@ pub fn render_text(report: &OrderReport) -> String {
             m.delivery.as_deref().unwrap_or("-"),
             m.message_id.as_deref().unwrap_or("-"),
             m.attempts,
-            m.failure_reason.as_deref().map(|r| format!("  reason: {r}")).unwrap_or_default()
+            m.failure_reason
+                .as_deref()
+                .map(|r| format!("  reason: {r}"))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out, "Callbacks kept: {}", report.callbacks.len());

@@ -278,7 +278,14 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
             if *ambiguous {
                 current.state = AttemptState::Unknown;
             } else {
-                fail_attempt(order, *attempt, -1, "the payment prompt could not be sent", now_ms, &mut outcome);
+                fail_attempt(
+                    order,
+                    *attempt,
+                    -1,
+                    "the payment prompt could not be sent",
+                    now_ms,
+                    &mut outcome,
+                );
                 if let Some(current) = order.attempt_mut(*attempt) {
                     current.result_code = None;
                 }
@@ -312,7 +319,11 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                 let n = order.attempts.iter().map(|a| a.n).max().unwrap_or(0) + 1;
                 order
                     .attempts
-                    .push(crate::orders::PaymentAttempt::requested(n, payer.clone(), now_ms));
+                    .push(crate::orders::PaymentAttempt::requested(
+                        n,
+                        payer.clone(),
+                        now_ms,
+                    ));
                 order.status = OrderStatus::AwaitingPayment;
                 outcome.changed = true;
                 outcome.new_attempt = Some(n);

@@ -21,17 +21,17 @@ use tower_http::trace::TraceLayer;
 
 use crate::background::Background;
 use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
-use crate::mpesa::{DarajaClient, DarajaConfig};
-use crate::payments::worker::PaymentJobs;
-use crate::sandbox::mpesa::{MpesaSandbox, SandboxConfig as MpesaSandboxConfig};
-use crate::sandbox::sms::{DeliveryReports, SmsSandbox, SmsSandboxConfig};
-use crate::sms::africastalking::{AtSmsClient, AtSmsConfig};
 use crate::gateway::africastalking::SessionEnd;
 use crate::jobs::{run_worker, JobHandler};
 use crate::keys::Keys;
 use crate::menu::Catalog;
 use crate::metrics::Metrics;
+use crate::mpesa::{DarajaClient, DarajaConfig};
+use crate::payments::worker::PaymentJobs;
+use crate::sandbox::mpesa::{MpesaSandbox, SandboxConfig as MpesaSandboxConfig};
+use crate::sandbox::sms::{DeliveryReports, SmsSandbox, SmsSandboxConfig};
 use crate::shop::{Clock, Shop, ShopSettings};
+use crate::sms::africastalking::{AtSmsClient, AtSmsConfig};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::SharedStore;
@@ -267,7 +267,9 @@ impl Application {
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
                 let sandbox = SmsSandbox::start(SmsSandboxConfig {
-                    delivery_reports: Some(DeliveryReports::to(format!("{public_url}/sms/delivery"))),
+                    delivery_reports: Some(DeliveryReports::to(format!(
+                        "{public_url}/sms/delivery"
+                    ))),
                     ..SmsSandboxConfig::default()
                 })
                 .await
@@ -286,7 +288,8 @@ impl Application {
                 api_key,
                 sender_id,
             } => {
-                let mut config = AtSmsConfig::new(base_url.clone(), username.clone(), api_key.clone());
+                let mut config =
+                    AtSmsConfig::new(base_url.clone(), username.clone(), api_key.clone());
                 config.sender_id.clone_from(sender_id);
                 config.validate()?;
                 AtSmsClient::new(config)?

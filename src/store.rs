@@ -231,7 +231,7 @@ pub(crate) mod contract_tests {
         batch.set(&key, b"v".to_vec(), Some(50));
         assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
         assert_eq!(
-            store.get(&[key.clone()]).await.unwrap(),
+            store.get(std::slice::from_ref(&key)).await.unwrap(),
             vec![Some(b"v".to_vec())]
         );
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;

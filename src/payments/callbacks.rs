@@ -25,7 +25,9 @@ use secrecy::ExposeSecret;
 use super::settle::{load_order, settle, AuditEntry};
 use super::worker::{release_lock, StkIndexEntry};
 use super::{amount_due, Event, StkPaid};
-use crate::mpesa::{C2bConfirmationAck, C2bRejectCode, C2bRequest, C2bValidationReply, StkCallback, StkCallbackAck};
+use crate::mpesa::{
+    C2bConfirmationAck, C2bRejectCode, C2bRequest, C2bValidationReply, StkCallback, StkCallbackAck,
+};
 use crate::startup::AppState;
 
 /// The payment routes, all under `/payments/{secret}`.
@@ -57,8 +59,12 @@ fn caller(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
 
 /// `None` when the caller may post here; otherwise the response to give.
 fn refuse(app: &AppState, secret: &str, headers: &HeaderMap, peer: SocketAddr) -> Option<Response> {
-    if !constant_time_eq(secret.as_bytes(), app.callbacks.secret.expose_secret().as_bytes()) {
-        app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "wrong_secret")]);
+    if !constant_time_eq(
+        secret.as_bytes(),
+        app.callbacks.secret.expose_secret().as_bytes(),
+    ) {
+        app.metrics
+            .inc("duka_mpesa_callbacks_total", &[("outcome", "wrong_secret")]);
         tracing::warn!("payment callback with a wrong secret path; ignored");
         return Some(StatusCode::NOT_FOUND.into_response());
     }
@@ -66,7 +72,8 @@ fn refuse(app: &AppState, secret: &str, headers: &HeaderMap, peer: SocketAddr) -
     if !allowed.is_empty() {
         let ip = caller(headers, peer);
         if !allowed.iter().any(|net| net.contains(&ip)) {
-            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "forbidden_ip")]);
+            app.metrics
+                .inc("duka_mpesa_callbacks_total", &[("outcome", "forbidden_ip")]);
             tracing::warn!(net.peer = %ip, "payment callback from an address outside MPESA_ALLOWED_IPS; ignored");
             return Some(StatusCode::FORBIDDEN.into_response());
         }
@@ -98,13 +105,17 @@ async fn stk_callback(
     let callback = match StkCallback::parse(&body) {
         Ok(callback) => callback,
         Err(e) => {
-            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "malformed")]);
+            app.metrics
+                .inc("duka_mpesa_callbacks_total", &[("outcome", "malformed")]);
             tracing::error!(error.message = %e, "unreadable STK callback acknowledged and ignored");
             return ack();
         }
     };
     let span = tracing::Span::current();
-    span.record("mpesa.checkout_request_id", callback.checkout_request_id.as_str());
+    span.record(
+        "mpesa.checkout_request_id",
+        callback.checkout_request_id.as_str(),
+    );
     span.record("mpesa.result_code", callback.result_code);
 
     let index = match app
@@ -119,9 +130,15 @@ async fn stk_callback(
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let Some(entry) = index.and_then(|raw| serde_json::from_slice::<StkIndexEntry>(&raw).ok()) else {
-        app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "unknown_checkout")]);
-        tracing::error!("STK callback for a CheckoutRequestID Duka never issued; acknowledged, nothing changed");
+    let Some(entry) = index.and_then(|raw| serde_json::from_slice::<StkIndexEntry>(&raw).ok())
+    else {
+        app.metrics.inc(
+            "duka_mpesa_callbacks_total",
+            &[("outcome", "unknown_checkout")],
+        );
+        tracing::error!(
+            "STK callback for a CheckoutRequestID Duka never issued; acknowledged, nothing changed"
+        );
         return ack();
     };
     span.record("order.number", entry.order.as_str());
@@ -139,10 +156,18 @@ async fn stk_callback(
         result_desc: callback.result_desc.clone(),
         paid,
     };
-    match settle(&app.shop, &entry.order, &event, Some(audit(&app, "stk_callback", &body))).await {
+    match settle(
+        &app.shop,
+        &entry.order,
+        &event,
+        Some(audit(&app, "stk_callback", &body)),
+    )
+    .await
+    {
         Ok(Some(settled)) => {
             let label = outcome_label(&settled.outcome);
-            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", label)]);
+            app.metrics
+                .inc("duka_mpesa_callbacks_total", &[("outcome", label)]);
             if !settled.outcome.flagged.is_empty() {
                 tracing::warn!(flags = ?settled.outcome.flagged, "order {} needs an operator: see `duka order {}`", entry.order, entry.order);
             }
@@ -157,7 +182,10 @@ async fn stk_callback(
             ack()
         }
         Ok(None) => {
-            app.metrics.inc("duka_mpesa_callbacks_total", &[("outcome", "unknown_order")]);
+            app.metrics.inc(
+                "duka_mpesa_callbacks_total",
+                &[("outcome", "unknown_order")],
+            );
             tracing::error!("STK callback for an order that no longer exists; acknowledged");
             ack()
         }
@@ -203,7 +231,10 @@ async fn c2b_validate(
         Ok(request) => request,
         Err(e) => {
             tracing::warn!(error.message = %e, "unreadable C2B validation; rejecting it");
-            return Json(C2bValidationReply::reject(C2bRejectCode::InvalidAccountNumber)).into_response();
+            return Json(C2bValidationReply::reject(
+                C2bRejectCode::InvalidAccountNumber,
+            ))
+            .into_response();
         }
     };
     let number = request.account_number();
@@ -226,7 +257,8 @@ async fn c2b_validate(
         C2bValidationReply::Accept { .. } => "accepted",
         C2bValidationReply::Reject(_) => "rejected",
     };
-    app.metrics.inc("duka_mpesa_c2b_validations_total", &[("outcome", label)]);
+    app.metrics
+        .inc("duka_mpesa_c2b_validations_total", &[("outcome", label)]);
     Json(reply).into_response()
 }
 
@@ -246,7 +278,10 @@ async fn c2b_confirm(
     let request = match C2bRequest::parse(&body) {
         Ok(request) => request,
         Err(e) => {
-            app.metrics.inc("duka_mpesa_c2b_confirmations_total", &[("outcome", "malformed")]);
+            app.metrics.inc(
+                "duka_mpesa_c2b_confirmations_total",
+                &[("outcome", "malformed")],
+            );
             tracing::error!(error.message = %e, "unreadable C2B confirmation acknowledged; money may need a manual review");
             return ack();
         }
@@ -259,7 +294,14 @@ async fn c2b_confirm(
         trans_id: request.trans_id.clone(),
         amount: request.trans_amount,
     };
-    match settle(&app.shop, &number, &event, Some(audit(&app, "c2b_confirmation", &body))).await {
+    match settle(
+        &app.shop,
+        &number,
+        &event,
+        Some(audit(&app, "c2b_confirmation", &body)),
+    )
+    .await
+    {
         Ok(Some(settled)) => {
             app.metrics.inc(
                 "duka_mpesa_c2b_confirmations_total",
@@ -274,7 +316,10 @@ async fn c2b_confirm(
             ack()
         }
         Ok(None) => {
-            app.metrics.inc("duka_mpesa_c2b_confirmations_total", &[("outcome", "unknown_account")]);
+            app.metrics.inc(
+                "duka_mpesa_c2b_confirmations_total",
+                &[("outcome", "unknown_account")],
+            );
             let key = app.shop.keys.c2b_review(&request.trans_id);
             let mut batch = crate::store::Batch::new();
             batch.set(key, body.to_vec(), Some(crate::keys::ORDER_RETENTION_MS));
@@ -309,7 +354,10 @@ mod tests {
         let peer: SocketAddr = "10.0.0.5:443".parse().unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(caller(&headers, peer).to_string(), "10.0.0.5");
-        headers.insert("x-forwarded-for", "1.2.3.4, 196.201.214.200".parse().unwrap());
+        headers.insert(
+            "x-forwarded-for",
+            "1.2.3.4, 196.201.214.200".parse().unwrap(),
+        );
         assert_eq!(caller(&headers, peer).to_string(), "196.201.214.200");
     }
 }

@@ -164,7 +164,12 @@ pub async fn settle(
                 order: number.to_owned(),
                 attempt,
             };
-            JobQueue::schedule(shop, &mut batch, &job, now_ms + shop.settings.query_after_ms);
+            JobQueue::schedule(
+                shop,
+                &mut batch,
+                &job,
+                now_ms + shop.settings.query_after_ms,
+            );
         }
         batch.set(&order_key, to_json(&order), Some(keep_ms));
         if order.status != stored.status {

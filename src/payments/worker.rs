@@ -47,7 +47,13 @@ pub struct PaymentJobs {
 
 impl PaymentJobs {
     /// Sends the push of `attempt` of `number`.
-    pub async fn push(&self, shop: &Shop, metrics: &Metrics, number: &str, attempt: u32) -> JobOutcome {
+    pub async fn push(
+        &self,
+        shop: &Shop,
+        metrics: &Metrics,
+        number: &str,
+        attempt: u32,
+    ) -> JobOutcome {
         let now = shop.clock.now_ms();
         let order = match load_order(shop, number).await {
             Ok(Some(order)) => order,
@@ -64,27 +70,38 @@ impl PaymentJobs {
         let waited = now - current.requested_at_ms;
         if !order.status.is_payable() {
             return self
-                .record(shop, number, Event::PushFailed {
-                    attempt,
-                    error: "the order is no longer payable".into(),
-                    ambiguous: false,
-                })
+                .record(
+                    shop,
+                    number,
+                    Event::PushFailed {
+                        attempt,
+                        error: "the order is no longer payable".into(),
+                        ambiguous: false,
+                    },
+                )
                 .await;
         }
         let lock_owner = format!("{number}:{attempt}");
         match self.take_lock(shop, &payer, &lock_owner).await {
             Ok(true) => {}
             Ok(false) if waited < PUSH_PATIENCE_MS => {
-                tracing::info!(order.number = number, "another payment prompt is pending on this phone; waiting");
+                tracing::info!(
+                    order.number = number,
+                    "another payment prompt is pending on this phone; waiting"
+                );
                 return JobOutcome::RetryAt(now + 15_000);
             }
             Ok(false) => {
                 return self
-                    .record(shop, number, Event::PushFailed {
-                        attempt,
-                        error: "another payment prompt stayed pending on this phone".into(),
-                        ambiguous: false,
-                    })
+                    .record(
+                        shop,
+                        number,
+                        Event::PushFailed {
+                            attempt,
+                            error: "another payment prompt stayed pending on this phone".into(),
+                            ambiguous: false,
+                        },
+                    )
                     .await;
             }
             Err(e) => return store_trouble(shop, &e),
@@ -167,7 +184,8 @@ impl PaymentJobs {
                     return JobOutcome::RetryAt(now + 30_000);
                 }
                 metrics.inc("duka_stk_push_total", &[("outcome", "refused")]);
-                if matches!(&e, crate::mpesa::MpesaError::Daraja { error, .. } if error.push_refusal() == Some(PushRefusal::WrongCredentials)) {
+                if matches!(&e, crate::mpesa::MpesaError::Daraja { error, .. } if error.push_refusal() == Some(PushRefusal::WrongCredentials))
+                {
                     tracing::error!(order.number = number, error.message = %e, "Daraja refused our credentials: check MPESA_SHORTCODE and MPESA_PASSKEY");
                 } else {
                     tracing::warn!(order.number = number, error.message = %e, "STK push refused");
@@ -188,7 +206,13 @@ impl PaymentJobs {
     }
 
     /// Asks Daraja about an attempt that has no result yet.
-    pub async fn query(&self, shop: &Shop, metrics: &Metrics, number: &str, attempt: u32) -> JobOutcome {
+    pub async fn query(
+        &self,
+        shop: &Shop,
+        metrics: &Metrics,
+        number: &str,
+        attempt: u32,
+    ) -> JobOutcome {
         let now = shop.clock.now_ms();
         let order = match load_order(shop, number).await {
             Ok(Some(order)) => order,
@@ -247,7 +271,13 @@ impl PaymentJobs {
             JobOutcome::Done
         } else {
             let throttled = matches!(&result, Err(e) if e.is_throttled());
-            JobOutcome::RetryAt(now + if throttled { 2 * QUERY_EVERY_MS } else { QUERY_EVERY_MS })
+            JobOutcome::RetryAt(
+                now + if throttled {
+                    2 * QUERY_EVERY_MS
+                } else {
+                    QUERY_EVERY_MS
+                },
+            )
         }
     }
 
@@ -290,7 +320,12 @@ impl PaymentJobs {
     }
 
     /// Takes the phone's pending-push lock for `owner` (or finds it already ours).
-    async fn take_lock(&self, shop: &Shop, payer: &Msisdn, owner: &str) -> Result<bool, crate::store::StoreError> {
+    async fn take_lock(
+        &self,
+        shop: &Shop,
+        payer: &Msisdn,
+        owner: &str,
+    ) -> Result<bool, crate::store::StoreError> {
         let key = shop.keys.stk_lock(payer);
         let mut batch = Batch::new();
         batch

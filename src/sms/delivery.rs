@@ -50,7 +50,11 @@ async fn delivery_report(State(app): State<AppState>, headers: HeaderMap, body: 
         Ok(report) => report,
         Err(e) => {
             tracing::warn!(error.message = %e, "rejected an unreadable delivery report");
-            return (StatusCode::BAD_REQUEST, format!("bad delivery report: {e}\n")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad delivery report: {e}\n"),
+            )
+                .into_response();
         }
     };
     tracing::Span::current().record("sms.message_id", report.id.as_str());
@@ -63,7 +67,8 @@ async fn delivery_report(State(app): State<AppState>, headers: HeaderMap, body: 
                 Applied::SettledUncertain => "settled_uncertain",
                 Applied::Orphan => "orphan",
             };
-            app.metrics.inc("duka_sms_delivery_reports_total", &[("applied", label)]);
+            app.metrics
+                .inc("duka_sms_delivery_reports_total", &[("applied", label)]);
             if report.status.is_final() && report.status.is_failure() && applied == Applied::Moved {
                 app.metrics.inc("duka_sms_delivery_failed_total", &[]);
                 tracing::warn!(sms.status = report.status.as_str(), sms.failure_reason = ?report.failure_reason, "an SMS was not delivered");
@@ -82,7 +87,11 @@ async fn delivery_report(State(app): State<AppState>, headers: HeaderMap, body: 
 ///
 /// # Errors
 /// The store fails.
-pub async fn record(shop: &Shop, report: &DeliveryReport, raw: &str) -> Result<Applied, StoreError> {
+pub async fn record(
+    shop: &Shop,
+    report: &DeliveryReport,
+    raw: &str,
+) -> Result<Applied, StoreError> {
     let index = shop
         .store
         .get(&[shop.keys.sms_index(&report.id)])
@@ -118,9 +127,16 @@ pub async fn record(shop: &Shop, report: &DeliveryReport, raw: &str) -> Result<A
         }
     }
     let mut batch = Batch::new();
-    batch.set(shop.keys.sms_orphan(&report.id), raw.as_bytes().to_vec(), Some(ORPHAN_TTL_MS));
+    batch.set(
+        shop.keys.sms_orphan(&report.id),
+        raw.as_bytes().to_vec(),
+        Some(ORPHAN_TTL_MS),
+    );
     let _ = shop.store.commit(&batch).await?;
-    tracing::warn!(sms.status = report.status.as_str(), "kept a delivery report for an unknown message id");
+    tracing::warn!(
+        sms.status = report.status.as_str(),
+        "kept a delivery report for an unknown message id"
+    );
     Ok(Applied::Orphan)
 }
 

@@ -36,7 +36,10 @@ pub async fn nudge_after_drop_off(shop: &Shop, end: &SessionEnd) -> Result<bool,
     let cart_key = shop.keys.cart(&end.msisdn);
     let profile_key = shop.keys.profile(&end.msisdn);
     for _ in 0..3 {
-        let values = shop.store.get(&[cart_key.clone(), profile_key.clone()]).await?;
+        let values = shop
+            .store
+            .get(&[cart_key.clone(), profile_key.clone()])
+            .await?;
         let (cart_raw, profile_raw) = (values[0].clone(), values.get(1).cloned().flatten());
         let cart: Cart = cart_raw
             .as_deref()

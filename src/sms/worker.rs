@@ -53,7 +53,9 @@ fn next_after(result: &Result<SendOutcome, SmsError>) -> Next {
                 FailureClass::Alert => Next::Pause(reason),
             }
         }
-        Err(e @ (SmsError::Ambiguous(_) | SmsError::Decode { .. })) => Next::Uncertain(e.to_string()),
+        Err(e @ (SmsError::Ambiguous(_) | SmsError::Decode { .. })) => {
+            Next::Uncertain(e.to_string())
+        }
     }
 }
 
@@ -153,7 +155,9 @@ async fn deliver_inner(
             JobOutcome::Done
         }
         Next::Retry(_) if message.attempts >= MAX_ATTEMPTS => JobOutcome::Done,
-        Next::Retry(_) => JobOutcome::RetryAt(now + backoff_ms(message.attempts, shop.random_u64())),
+        Next::Retry(_) => {
+            JobOutcome::RetryAt(now + backoff_ms(message.attempts, shop.random_u64()))
+        }
         Next::Pause(_) => JobOutcome::RetryAt(now + PAUSE_MS),
         Next::Fail(_) | Next::Uncertain(_) => JobOutcome::Done,
     };
@@ -245,8 +249,14 @@ mod tests {
                 class,
             }))
         };
-        assert!(matches!(rejected(500, FailureClass::Retryable), Next::Retry(_)));
-        assert!(matches!(rejected(406, FailureClass::Permanent), Next::Fail(_)));
+        assert!(matches!(
+            rejected(500, FailureClass::Retryable),
+            Next::Retry(_)
+        ));
+        assert!(matches!(
+            rejected(406, FailureClass::Permanent),
+            Next::Fail(_)
+        ));
         assert!(matches!(rejected(405, FailureClass::Alert), Next::Pause(_)));
         assert!(matches!(rejected(402, FailureClass::Alert), Next::Pause(_)));
         assert!(matches!(rejected(401, FailureClass::Alert), Next::Fail(_)));

@@ -95,7 +95,9 @@ impl TestApp {
             sweep_every: Duration::from_millis(100),
             ..BuildOptions::default()
         };
-        let app = Application::build(settings, build).await.expect("the app builds");
+        let app = Application::build(settings, build)
+            .await
+            .expect("the app builds");
         let address = format!("http://{}", app.local_addr());
         let state = app.state();
         let sandboxes = app.sandboxes();
@@ -179,7 +181,9 @@ impl TestApp {
     pub fn phone(&self, number: &str) -> Phone<'_> {
         Phone {
             app: self,
-            e164: duka::msisdn::Msisdn::parse(number).expect("a test number").e164(),
+            e164: duka::msisdn::Msisdn::parse(number)
+                .expect("a test number")
+                .e164(),
             session_id: new_session_id(),
             text: None,
             service_code: "*384*12#".into(),
@@ -283,7 +287,10 @@ impl Phone<'_> {
         let response = self
             .app
             .client
-            .post(format!("{}/ussd/africastalking/session-end", self.app.address))
+            .post(format!(
+                "{}/ussd/africastalking/session-end",
+                self.app.address
+            ))
             .form(&[
                 ("sessionId", self.session_id.as_str()),
                 ("serviceCode", self.service_code.as_str()),
