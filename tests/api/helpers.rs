@@ -32,6 +32,12 @@ pub struct TestOptions {
     /// Extra environment variables (e.g. `MPESA_QUERY_AFTER_S`).
     pub env: Vec<(&'static str, String)>,
     pub run_worker: bool,
+    /// Use this Redis instead of the binary's shared one (for tests that read server stats).
+    pub redis: Option<&'static TestRedis>,
+    /// Use this key prefix (to restart a node on the same data).
+    pub prefix: Option<String>,
+    /// Delay of the M-Pesa sandbox's callbacks.
+    pub callback_delay: Duration,
 }
 
 impl Default for TestOptions {
@@ -40,6 +46,9 @@ impl Default for TestOptions {
             store: StoreKind::Redis,
             env: Vec::new(),
             run_worker: true,
+            redis: None,
+            prefix: None,
+            callback_delay: Duration::from_millis(50),
         }
     }
 }
@@ -53,6 +62,7 @@ pub struct TestApp {
     pub sms: Option<Arc<SmsSandbox>>,
     pub callback_secret: String,
     pub redis: Option<&'static TestRedis>,
+    pub prefix: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -73,12 +83,15 @@ impl TestApp {
                 "DUKA_MENUS".into(),
                 concat!(env!("CARGO_MANIFEST_DIR"), "/menus").into(),
             ),
-            ("DUKA_KEY_PREFIX".into(), random_prefix()),
+            (
+                "DUKA_KEY_PREFIX".into(),
+                options.prefix.clone().unwrap_or_else(random_prefix),
+            ),
             ("MPESA_CALLBACK_SECRET".into(), secret.clone()),
         ]);
         let redis = match options.store {
             StoreKind::Redis => {
-                let redis = TestRedis::shared();
+                let redis = options.redis.unwrap_or_else(TestRedis::shared);
                 env.insert("REDIS_URL".into(), redis.url());
                 Some(redis)
             }
@@ -87,6 +100,7 @@ impl TestApp {
         for (key, value) in options.env {
             env.insert(key.to_owned(), value);
         }
+        let prefix = env["DUKA_KEY_PREFIX"].clone();
         let settings = Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings");
         let build = BuildOptions {
             store: (options.store == StoreKind::Memory)
@@ -101,6 +115,13 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr());
         let state = app.state();
         let sandboxes = app.sandboxes();
+        if let Some(mpesa) = &sandboxes.mpesa {
+            let delay = options.callback_delay;
+            mpesa.configure(|c| {
+                c.callback_delay = delay;
+                c.c2b_validation = true;
+            });
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = app
@@ -117,6 +138,7 @@ impl TestApp {
             sms: sandboxes.sms,
             callback_secret: secret,
             redis,
+            prefix,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -151,6 +173,23 @@ impl TestApp {
             .expect("the server answers");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Posts the same USSD form `times` times at once (a gateway retrying eagerly).
+    pub async fn post_ussd_concurrently(&self, form: &[(&str, String)], times: usize) -> Vec<(u16, String)> {
+        let mut posts = tokio::task::JoinSet::new();
+        let form: Vec<(String, String)> = form.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        for _ in 0..times {
+            let client = self.client.clone();
+            let url = format!("{}/ussd/africastalking", self.address);
+            let form = form.clone();
+            posts.spawn(async move {
+                let response = client.post(url).form(&form).send().await.expect("the server answers");
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            });
+        }
+        posts.join_all().await
     }
 
     /// Posts a raw body to a path with a content type.
@@ -276,6 +315,11 @@ impl Phone<'_> {
         self.send(text).await
     }
 
+    /// Records that `text` was sent by other means (concurrent posts in a test).
+    pub fn assume_sent(&mut self, text: &str) {
+        self.text = Some(text.to_owned());
+    }
+
     /// Hangs up; the next dial is a new session.
     pub fn hang_up(&mut self) {
         self.session_id = new_session_id();
@@ -324,6 +368,11 @@ where
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A dedicated Redis for one test (its stats are its own); stopped when the test binary exits.
+pub fn dedicated_redis() -> &'static TestRedis {
+    Box::leak(Box::new(TestRedis::start().expect("a throwaway redis-server")))
 }
 
 /// The order number in a checkout END screen ("Order D7K2Q9. …").

@@ -2,3 +2,4 @@
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
 mod helpers;
+mod ussd_menus;
