@@ -3,3 +3,4 @@
 
 mod helpers;
 mod ussd_menus;
+mod robustness;
