@@ -18,8 +18,9 @@ use crate::sms::messages;
 use crate::sms::outbox::{self, MessageKind, OutboxMessage};
 use crate::store::{Batch, Commit, StoreError};
 
-/// How many times an event is re-applied after losing a race.
-const MAX_CONFLICTS: usize = 8;
+/// How many times an event is re-applied after losing a race. Callbacks for one order rarely
+/// race, but a burst of duplicates does; each retry waits a little longer, with jitter.
+const MAX_CONFLICTS: u32 = 16;
 /// How many raw callbacks the audit trail of one order keeps.
 const MAX_AUDIT_ENTRIES: usize = 50;
 

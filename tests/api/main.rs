@@ -4,3 +4,4 @@
 mod helpers;
 mod ussd_menus;
 mod robustness;
+mod payments;
