@@ -34,6 +34,7 @@
 //! | `P{atsms:<messageId>}` | the outbox message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms-uncertain:<msisdn>}` | the last message to a phone whose send was ambiguous | one hour |
 //! | `P{atsms-orphan:<messageId>}` | a delivery report for an id Duka never saw, raw | one week |
+//! | `P{atsms-orphans:<msisdn>}` | the last reports with unknown ids for a phone | one hour |
 //! | `P{c2b-review:<TransID>}` | a paybill confirmation for an unknown account, raw | [`ORDER_RETENTION_MS`] |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
@@ -171,6 +172,10 @@ impl Keys {
 
     pub fn c2b_review(&self, trans_id: &str) -> String {
         format!("{}{{c2b-review:{trans_id}}}", self.prefix)
+    }
+
+    pub fn sms_orphans_of(&self, msisdn: &Msisdn) -> String {
+        format!("{}{{atsms-orphans:{}}}", self.prefix, msisdn.digits())
     }
 
     pub fn sms_orphan(&self, message_id: &str) -> String {

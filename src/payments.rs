@@ -696,7 +696,7 @@ mod tests {
         let mut permutations = vec![vec![0usize, 1, 2, 3]];
         // Heap's algorithm, iteratively, for the 24 orders.
         let mut items = vec![0usize, 1, 2, 3];
-        let mut c = vec![0usize; 4];
+        let mut c = [0usize; 4];
         let mut i = 0;
         while i < 4 {
             if c[i] < i {

@@ -23,6 +23,20 @@ use crate::startup::AppState;
 use crate::store::{Batch, Commit, StoreError};
 
 const ORPHAN_TTL_MS: u64 = 7 * 24 * 3_600_000;
+/// How long, and how many, unknown-id reports of a phone are kept to settle an uncertain send.
+const PHONE_ORPHANS_TTL_MS: u64 = 3_600_000;
+const MAX_PHONE_ORPHANS: usize = 10;
+
+/// A report whose id Duka did not know when it arrived, kept by phone: a send whose reply was
+/// lost can receive its delivery reports before the send itself is known to be uncertain.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct PhoneOrphan {
+    id: String,
+    status: String,
+    failure_reason: Option<String>,
+    raw: String,
+    at_ms: i64,
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/sms/delivery", post(delivery_report))
@@ -133,11 +147,108 @@ pub async fn record(
         Some(ORPHAN_TTL_MS),
     );
     let _ = shop.store.commit(&batch).await?;
+    if let Some(msisdn) = report.phone_number.as_ref().and_then(|p| p.msisdn()) {
+        keep_phone_orphan(shop, &msisdn, report, raw).await?;
+    }
     tracing::warn!(
         sms.status = report.status.as_str(),
         "kept a delivery report for an unknown message id"
     );
     Ok(Applied::Orphan)
+}
+
+async fn keep_phone_orphan(
+    shop: &Shop,
+    msisdn: &crate::msisdn::Msisdn,
+    report: &DeliveryReport,
+    raw: &str,
+) -> Result<(), StoreError> {
+    let key = shop.keys.sms_orphans_of(msisdn);
+    for _ in 0..3 {
+        let stored = shop
+            .store
+            .get(std::slice::from_ref(&key))
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
+        let mut orphans: Vec<PhoneOrphan> = stored
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        orphans.push(PhoneOrphan {
+            id: report.id.clone(),
+            status: report.status.as_str().to_owned(),
+            failure_reason: report.failure_reason.clone(),
+            raw: raw.to_owned(),
+            at_ms: shop.clock.now_ms(),
+        });
+        if orphans.len() > MAX_PHONE_ORPHANS {
+            orphans.remove(0);
+        }
+        let mut batch = Batch::new();
+        batch.guard(&key, stored.as_deref()).set(
+            &key,
+            serde_json::to_vec(&orphans).expect("orphans serialise"),
+            Some(PHONE_ORPHANS_TTL_MS),
+        );
+        if shop.store.commit(&batch).await? == Commit::Applied {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Settles a message that just became uncertain with the unknown-id reports its phone received
+/// since `since_ms` (when its send started): the first such id is taken to be this message's.
+/// Returns whether it was settled.
+///
+/// # Errors
+/// The store fails.
+pub async fn settle_from_phone_orphans(
+    shop: &Shop,
+    message: &OutboxMessage,
+    since_ms: i64,
+) -> Result<bool, StoreError> {
+    let key = shop.keys.sms_orphans_of(&message.to);
+    let stored = shop
+        .store
+        .get(std::slice::from_ref(&key))
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    let orphans: Vec<PhoneOrphan> = stored
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let Some(first) = orphans.iter().find(|o| o.at_ms >= since_ms) else {
+        return Ok(false);
+    };
+    let id = first.id.clone();
+    let mut settled = false;
+    for orphan in orphans.iter().filter(|o| o.id == id) {
+        let report = DeliveryReport {
+            id: orphan.id.clone(),
+            status: DeliveryStatus::parse(&orphan.status),
+            phone_number: None,
+            network_code: None,
+            failure_reason: orphan.failure_reason.clone(),
+            retry_count: None,
+        };
+        let applied = apply(shop, &message.id, &report, &orphan.raw, !settled).await?;
+        settled |= applied == Applied::SettledUncertain;
+    }
+    if settled {
+        let mut batch = Batch::new();
+        batch.set(
+            shop.keys.sms_index(&id),
+            message.id.clone().into_bytes(),
+            Some(ORDER_RETENTION_MS),
+        );
+        let _ = shop.store.commit(&batch).await?;
+    }
+    Ok(settled)
 }
 
 async fn apply(

@@ -211,8 +211,17 @@ async fn deliver_inner(
             tracing::warn!(sms.id = id, msisdn.masked = %message.to, error.message = %reason, "SMS send was ambiguous; marked uncertain, not resent")
         }
     }
-    if let (Next::Uncertain(_), Some(message)) = (&next, &written) {
-        remember_uncertain(shop, message).await?;
+    if let (Next::Uncertain(_), Some(uncertain)) = (&next, &written) {
+        remember_uncertain(shop, uncertain).await?;
+        // Its delivery reports may have come in while we waited for the lost reply.
+        if super::delivery::settle_from_phone_orphans(shop, uncertain, message.updated_at_ms)
+            .await?
+        {
+            tracing::info!(
+                sms.id = id,
+                "an uncertain SMS was settled as sent by its delivery report"
+            );
+        }
     }
     Ok(outcome)
 }

@@ -176,15 +176,27 @@ impl TestApp {
     }
 
     /// Posts the same USSD form `times` times at once (a gateway retrying eagerly).
-    pub async fn post_ussd_concurrently(&self, form: &[(&str, String)], times: usize) -> Vec<(u16, String)> {
+    pub async fn post_ussd_concurrently(
+        &self,
+        form: &[(&str, String)],
+        times: usize,
+    ) -> Vec<(u16, String)> {
         let mut posts = tokio::task::JoinSet::new();
-        let form: Vec<(String, String)> = form.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let form: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
         for _ in 0..times {
             let client = self.client.clone();
             let url = format!("{}/ussd/africastalking", self.address);
             let form = form.clone();
             posts.spawn(async move {
-                let response = client.post(url).form(&form).send().await.expect("the server answers");
+                let response = client
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .expect("the server answers");
                 let status = response.status().as_u16();
                 (status, response.text().await.unwrap_or_default())
             });
@@ -372,12 +384,17 @@ where
 
 /// A dedicated Redis for one test (its stats are its own); stopped when the test binary exits.
 pub fn dedicated_redis() -> &'static TestRedis {
-    Box::leak(Box::new(TestRedis::start().expect("a throwaway redis-server")))
+    Box::leak(Box::new(
+        TestRedis::start().expect("a throwaway redis-server"),
+    ))
 }
 
-/// The order number in a checkout END screen ("Order D7K2Q9. …").
+/// The order number in a checkout END screen ("Order D7K2Q9. …", "Oda D7K2Q9. …").
 pub fn order_number_in(screen: &str) -> String {
-    let start = screen.find("Order ").expect("the screen names the order") + "Order ".len();
+    let start = ["Order ", "Oda "]
+        .iter()
+        .find_map(|word| screen.find(word).map(|at| at + word.len()))
+        .expect("the screen names the order");
     screen[start..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric())

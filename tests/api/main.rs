@@ -2,6 +2,7 @@
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
 mod helpers;
-mod ussd_menus;
-mod robustness;
 mod payments;
+mod robustness;
+mod sms;
+mod ussd_menus;

@@ -27,9 +27,11 @@ async fn buy_toilet_paper(phone: &mut Phone<'_>) -> String {
 }
 
 async fn wait_for_status(app: &TestApp, number: &str, status: OrderStatus) -> duka::orders::Order {
-    eventually(&format!("order {number} to be {status:?}"), WAIT, || async {
-        app.order(number).await.filter(|o| o.status == status)
-    })
+    eventually(
+        &format!("order {number} to be {status:?}"),
+        WAIT,
+        || async { app.order(number).await.filter(|o| o.status == status) },
+    )
     .await
 }
 
@@ -55,7 +57,9 @@ async fn checkout_ends_the_session_then_pushes_with_every_field_right_and_an_app
     assert_eq!(push.account_reference, number);
     assert_eq!(push.phone.digits(), "254712100001");
     assert!(push.description.len() <= 13, "{}", push.description);
-    assert!(push.callback_url.ends_with(&format!("/payments/{}/stk", app.callback_secret)));
+    assert!(push
+        .callback_url
+        .ends_with(&format!("/payments/{}/stk", app.callback_secret)));
     assert_eq!(order.payments.len(), 1);
     assert_eq!(order.payments[0].source, PaymentSource::Stk);
     assert_eq!(order.attempts[0].state, AttemptState::Succeeded);
@@ -96,9 +100,15 @@ async fn my_orders_shows_the_order_and_pay_again_sends_a_new_push() {
     phone.hang_up();
     phone.dial().await;
     let orders = phone.press("3").await;
-    assert!(orders.contains(&number) && orders.contains("Failed"), "{orders}");
+    assert!(
+        orders.contains(&number) && orders.contains("Failed"),
+        "{orders}"
+    );
     let detail = phone.press("1").await;
-    assert!(detail.contains("1. Pay again") && detail.contains("174379"), "{detail}");
+    assert!(
+        detail.contains("1. Pay again") && detail.contains("174379"),
+        "{detail}"
+    );
     let again = phone.press("1").await;
     assert!(again.starts_with("END "), "{again}");
     let order = wait_for_status(&app, &number, OrderStatus::Paid).await;
@@ -150,7 +160,9 @@ async fn a_duplicate_callback_pays_once_and_sends_one_receipt() {
     })
     .await;
     let order = eventually("both callbacks counted", WAIT, || async {
-        app.order(&number).await.filter(|o| o.attempts[0].callbacks == 2)
+        app.order(&number)
+            .await
+            .filter(|o| o.attempts[0].callbacks == 2)
     })
     .await;
     assert_eq!(order.payments.len(), 1);
@@ -166,24 +178,31 @@ async fn a_duplicate_callback_pays_once_and_sends_one_receipt() {
 /// Waits for the push of an order and returns its CheckoutRequestID.
 async fn checkout_id(app: &TestApp, number: &str) -> String {
     eventually("the STK push", WAIT, || async {
-        app.order(number).await.and_then(|o| o.attempts[0].checkout_request_id.clone())
+        app.order(number)
+            .await
+            .and_then(|o| o.attempts[0].checkout_request_id.clone())
     })
     .await
 }
 
-fn success_callback(checkout_request_id: &str, amount: serde_json::Value, phone: u64, receipt: &str) -> serde_json::Value {
+fn success_callback(
+    checkout_request_id: &str,
+    amount: serde_json::Value,
+    phone: u64,
+    receipt: &str,
+) -> serde_json::Value {
     json!({"Body": {"stkCallback": {
-        "MerchantRequestID": "29461-71235519-1",
-        "CheckoutRequestID": checkout_request_id,
-        "ResultCode": 0,
-        "ResultDesc": "The service request is processed successfully.",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": amount},
-            {"Name": "MpesaReceiptNumber", "Value": receipt},
-            {"Name": "Balance"},
-            {"Name": "TransactionDate", "Value": 20261124143041_u64},
-            {"Name": "PhoneNumber", "Value": phone}
-        ]}}}})
+    "MerchantRequestID": "29461-71235519-1",
+    "CheckoutRequestID": checkout_request_id,
+    "ResultCode": 0,
+    "ResultDesc": "The service request is processed successfully.",
+    "CallbackMetadata": {"Item": [
+        {"Name": "Amount", "Value": amount},
+        {"Name": "MpesaReceiptNumber", "Value": receipt},
+        {"Name": "Balance"},
+        {"Name": "TransactionDate", "Value": 20261124143041_u64},
+        {"Name": "PhoneNumber", "Value": phone}
+    ]}}}})
 }
 
 #[tokio::test]
@@ -199,14 +218,24 @@ async fn forged_wrong_amount_unknown_and_malformed_callbacks_change_nothing() {
     // A wrong secret: 404, nothing changes.
     let forged = success_callback(&id, json!(900), 254712100601, "FORGED0001");
     let (status, _) = app
-        .post_raw("/payments/not-the-secret/stk", "application/json", serde_json::to_vec(&forged).unwrap())
+        .post_raw(
+            "/payments/not-the-secret/stk",
+            "application/json",
+            serde_json::to_vec(&forged).unwrap(),
+        )
         .await;
     assert_eq!(status, 404);
-    assert_eq!(app.order(&number).await.unwrap().status, OrderStatus::AwaitingPayment);
+    assert_eq!(
+        app.order(&number).await.unwrap().status,
+        OrderStatus::AwaitingPayment
+    );
 
     // The right secret but the wrong amount: a mismatch, not paid.
     let (status, body) = app
-        .post_payment_json("/stk", &success_callback(&id, json!(1), 254712100601, "WRONGAMT01"))
+        .post_payment_json(
+            "/stk",
+            &success_callback(&id, json!(1), 254712100601, "WRONGAMT01"),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(body.contains("\"ResultCode\":0"), "{body}");
@@ -216,11 +245,18 @@ async fn forged_wrong_amount_unknown_and_malformed_callbacks_change_nothing() {
 
     // An id Duka never issued, and a body that is not a callback: acknowledged, ignored.
     let (status, _) = app
-        .post_payment_json("/stk", &success_callback("ws_CO_000", json!(900), 254712100601, "UNKNOWN001"))
+        .post_payment_json(
+            "/stk",
+            &success_callback("ws_CO_000", json!(900), 254712100601, "UNKNOWN001"),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _) = app
-        .post_raw(&format!("/payments/{}/stk", app.callback_secret), "application/json", b"{not json".to_vec())
+        .post_raw(
+            &format!("/payments/{}/stk", app.callback_secret),
+            "application/json",
+            b"{not json".to_vec(),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(app.order(&number).await.unwrap().payments.is_empty());
@@ -241,14 +277,26 @@ async fn two_success_callbacks_at_once_pay_the_order_once() {
         let client = app.client.clone();
         let url = format!("{}/payments/{}/stk", app.address, app.callback_secret);
         let callback = callback.clone();
-        posts.spawn(async move { client.post(url).json(&callback).send().await.unwrap().status().as_u16() });
+        posts.spawn(async move {
+            client
+                .post(url)
+                .json(&callback)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
     }
     assert!(posts.join_all().await.iter().all(|s| *s == 200));
     let order = wait_for_status(&app, &number, OrderStatus::Paid).await;
     assert_eq!(order.payments.len(), 1);
     assert_eq!(order.attempts[0].callbacks, 10);
     assert!(order.flags.is_empty());
-    eventually("one receipt", WAIT, || async { (app.sms().inbox(&msisdn).len() == 1).then_some(()) }).await;
+    eventually("one receipt", WAIT, || async {
+        (app.sms().inbox(&msisdn).len() == 1).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.sms().inbox(&msisdn).len(), 1);
 }
@@ -257,23 +305,31 @@ async fn two_success_callbacks_at_once_pay_the_order_once() {
 async fn the_paybill_validates_and_confirms_by_order_number() {
     let app = TestApp::spawn().await;
     let msisdn = Msisdn::parse("0712100801").unwrap();
-    app.mpesa()
-        .set_outcome_for(&msisdn, Outcome::code(1032));
+    app.mpesa().set_outcome_for(&msisdn, Outcome::code(1032));
     let mut phone = app.phone("0712100801");
     let number = buy_toilet_paper(&mut phone).await;
     wait_for_status(&app, &number, OrderStatus::Failed).await;
 
     let wrong_amount = app.mpesa().pay_bill(&number, "500.00").await.unwrap();
-    assert!(matches!(wrong_amount.result, PayBillResult::Rejected(code) if code.as_str() == "C2B00013"));
+    assert!(
+        matches!(wrong_amount.result, PayBillResult::Rejected(code) if code.as_str() == "C2B00013")
+    );
     let unknown = app.mpesa().pay_bill("ZZZZZZ", "900.00").await.unwrap();
     assert!(matches!(unknown.result, PayBillResult::Rejected(code) if code.as_str() == "C2B00012"));
     let typed_by_hand = format!(" {} ", number.to_lowercase());
-    let paid = app.mpesa().pay_bill(&typed_by_hand, "900.00").await.unwrap();
+    let paid = app
+        .mpesa()
+        .pay_bill(&typed_by_hand, "900.00")
+        .await
+        .unwrap();
     assert_eq!(paid.result, PayBillResult::Confirmed);
     let order = wait_for_status(&app, &number, OrderStatus::Paid).await;
     assert_eq!(order.payments.len(), 1);
     assert_eq!(order.payments[0].source, PaymentSource::Paybill);
-    assert_eq!(order.payments[0].receipt.as_deref(), Some(paid.trans_id.as_str()));
+    assert_eq!(
+        order.payments[0].receipt.as_deref(),
+        Some(paid.trans_id.as_str())
+    );
     // Paying again: validation now says the account is closed.
     let again = app.mpesa().pay_bill(&number, "900.00").await.unwrap();
     assert!(matches!(again.result, PayBillResult::Rejected(code) if code.as_str() == "C2B00012"));
@@ -298,7 +354,11 @@ async fn a_repeated_confirmation_counts_once_and_a_second_payment_is_flagged_for
     }
     let order = app.order(&number).await.unwrap();
     assert_eq!(order.status, OrderStatus::Paid);
-    assert_eq!(order.payments.len(), 2, "the STK payment and the paybill payment, once each");
+    assert_eq!(
+        order.payments.len(),
+        2,
+        "the STK payment and the paybill payment, once each"
+    );
     assert_eq!(order.flags, vec![OrderFlag::Overpaid]);
 }
 
@@ -318,7 +378,10 @@ async fn a_lost_callback_is_reconciled_by_query() {
     assert_eq!(order.payments[0].source, PaymentSource::StkQuery);
     assert!(order.attempts[0].queries == 0 || order.attempts[0].state == AttemptState::Succeeded);
     assert!(app.mpesa().callbacks().is_empty(), "no callback ever came");
-    eventually("the receipt", WAIT, || async { (!app.sms().inbox(&msisdn).is_empty()).then_some(()) }).await;
+    eventually("the receipt", WAIT, || async {
+        (!app.sms().inbox(&msisdn).is_empty()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -347,7 +410,8 @@ async fn a_late_callback_after_the_query_fills_in_the_receipt_without_paying_twi
 #[tokio::test]
 async fn a_daraja_5xx_on_the_push_marks_the_attempt_unknown_and_never_pushes_again_blindly() {
     let app = TestApp::spawn().await;
-    app.mpesa().fail_next(Endpoint::StkPush, 1, Fault::ErrorAfterProcessing);
+    app.mpesa()
+        .fail_next(Endpoint::StkPush, 1, Fault::ErrorAfterProcessing);
     let mut phone = app.phone("0712101201");
     let number = buy_toilet_paper(&mut phone).await;
     // The prompt reached the phone and was paid, but our push call saw a 5xx: the callback
@@ -361,13 +425,18 @@ async fn a_daraja_5xx_on_the_push_marks_the_attempt_unknown_and_never_pushes_aga
     .await;
     assert!(order.status.is_payable());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.mpesa().pushes().len(), 1, "exactly one push reached the sandbox");
+    assert_eq!(
+        app.mpesa().pushes().len(),
+        1,
+        "exactly one push reached the sandbox"
+    );
 }
 
 #[tokio::test]
 async fn daraja_unavailable_then_back_retries_the_push_that_never_arrived() {
     let app = TestApp::spawn().await;
-    app.mpesa().fail_next(Endpoint::Token, 1, Fault::Unavailable);
+    app.mpesa()
+        .fail_next(Endpoint::Token, 1, Fault::Unavailable);
     let mut phone = app.phone("0712101301");
     let number = buy_toilet_paper(&mut phone).await;
     let order = wait_for_status(&app, &number, OrderStatus::Paid).await;

@@ -10,7 +10,9 @@ async fn a_callback_without_a_session_id_or_phone_is_a_400_that_names_the_field(
         .await;
     assert_eq!(status, 400);
     assert!(body.contains("sessionId"), "{body}");
-    let (status, body) = app.post_ussd_form(&[("sessionId", "s1"), ("text", "")]).await;
+    let (status, body) = app
+        .post_ussd_form(&[("sessionId", "s1"), ("text", "")])
+        .await;
     assert_eq!(status, 400);
     assert!(body.contains("phoneNumber"), "{body}");
     let (status, body) = app
@@ -40,7 +42,11 @@ async fn a_huge_body_is_refused_before_it_is_read() {
     let mut body = b"sessionId=s1&phoneNumber=%2B254712345678&text=".to_vec();
     body.extend(std::iter::repeat_n(b'1', 200_000));
     let (status, _) = app
-        .post_raw("/ussd/africastalking", "application/x-www-form-urlencoded", body)
+        .post_raw(
+            "/ussd/africastalking",
+            "application/x-www-form-urlencoded",
+            body,
+        )
         .await;
     assert_eq!(status, 413);
 }
@@ -53,7 +59,12 @@ async fn redis_going_away_mid_session_ends_it_with_an_apology_and_readyz_says_so
         ..TestOptions::default()
     })
     .await;
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     let mut phone = app.phone("0712000101");
     phone.dial().await;
@@ -62,9 +73,19 @@ async fn redis_going_away_mid_session_ends_it_with_an_apology_and_readyz_says_so
     let apology = phone.press("2").await;
     assert!(apology.starts_with("END "), "{apology}");
     assert!(apology.contains("Sorry"), "{apology}");
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
-    let health = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 200, "the process still lives");
 }
 
@@ -84,8 +105,14 @@ async fn metrics_count_hops_in_prometheus_format() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2"), "{text}");
-    assert!(text.contains("duka_ussd_hops_total{outcome=\"repeated\"} 1"), "{text}");
+    assert!(
+        text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("duka_ussd_hops_total{outcome=\"repeated\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("duka_ussd_hop_seconds_count 3"), "{text}");
 }
 
@@ -112,10 +139,17 @@ async fn every_hop_of_the_flow_takes_at_most_two_redis_round_trips() {
     let walk = ["", "1", "2", "3", "2", "1", "1"];
     for (i, input) in walk.iter().enumerate() {
         let before = redis.command_counts().unwrap();
-        let screen = if i == 0 { phone.dial().await } else { phone.press(input).await };
+        let screen = if i == 0 {
+            phone.dial().await
+        } else {
+            phone.press(input).await
+        };
         let after = redis.command_counts().unwrap();
         let hop = round_trips(&after) - round_trips(&before);
-        assert!(hop >= 1 && hop <= 2, "hop {i} ({input:?}) took {hop} round trips: {screen}");
+        assert!(
+            (1..=2).contains(&hop),
+            "hop {i} ({input:?}) took {hop} round trips: {screen}"
+        );
         // Nothing else reached Redis from the client side: every other command ran in a script.
         let other: Vec<_> = after
             .iter()
@@ -128,7 +162,10 @@ async fn every_hop_of_the_flow_takes_at_most_two_redis_round_trips() {
                     .contains(&name.as_str())
             })
             .collect();
-        assert!(other.is_empty(), "unexpected commands on hop {i}: {other:?}");
+        assert!(
+            other.is_empty(),
+            "unexpected commands on hop {i}: {other:?}"
+        );
         if i == walk.len() - 1 {
             assert!(screen.starts_with("END Order"), "{screen}");
         }
@@ -176,6 +213,12 @@ async fn a_live_session_with_its_cart_costs_under_one_kib_of_redis_memory() {
     let after = used(redis);
     let per_session = (after - before) / sessions;
     println!("{per_session} bytes of Redis memory per live session with a two-line cart");
-    assert!(per_session <= 1024, "{per_session} bytes of Redis memory per live session");
-    assert!(per_session > 100, "the measurement saw the sessions: {per_session} bytes");
+    assert!(
+        per_session <= 1024,
+        "{per_session} bytes of Redis memory per live session"
+    );
+    assert!(
+        per_session > 100,
+        "the measurement saw the sessions: {per_session} bytes"
+    );
 }

@@ -8,7 +8,13 @@ async fn dialing_the_service_code_shows_the_main_menu() {
     let mut phone = app.phone("0712000001");
     let screen = phone.dial().await;
     assert!(screen.starts_with("CON "), "{screen}");
-    for option in ["1. Shop", "2. My cart", "3. My orders", "4. Language", "5. Help"] {
+    for option in [
+        "1. Shop",
+        "2. My cart",
+        "3. My orders",
+        "4. Language",
+        "5. Help",
+    ] {
         assert!(screen.contains(option), "{option} missing from {screen}");
     }
 }
@@ -29,7 +35,10 @@ async fn the_sample_walk_ends_on_a_total_of_900() {
             screen = phone.press(input).await;
         }
         assert!(screen.contains("Total KES 900"), "{store:?}: {screen}");
-        assert!(screen.contains("1. Pay with M-Pesa (07XX XXX 001)") || screen.contains("07XX XXX"), "{screen}");
+        assert!(
+            screen.contains("1. Pay with M-Pesa (07XX XXX 001)") || screen.contains("07XX XXX"),
+            "{screen}"
+        );
     }
 }
 
@@ -46,8 +55,14 @@ async fn a_long_product_list_is_paged_with_98_and_numbering_continues() {
     assert_ne!(first, second);
     // Every screen fits the phone: 182 septets, prefix included (all shipped texts are ASCII).
     assert!(first.chars().count() <= 182 && second.chars().count() <= 182);
-    let first_numbers: Vec<&str> = first.lines().filter_map(|l| l.split_once(". ").map(|(n, _)| n)).collect();
-    let second_numbers: Vec<&str> = second.lines().filter_map(|l| l.split_once(". ").map(|(n, _)| n)).collect();
+    let first_numbers: Vec<&str> = first
+        .lines()
+        .filter_map(|l| l.split_once(". ").map(|(n, _)| n))
+        .collect();
+    let second_numbers: Vec<&str> = second
+        .lines()
+        .filter_map(|l| l.split_once(". ").map(|(n, _)| n))
+        .collect();
     let last_of_first: u32 = first_numbers
         .iter()
         .filter_map(|n| n.parse().ok())
@@ -178,12 +193,18 @@ async fn my_cart_lists_lines_and_can_remove_one_or_empty_it() {
     }
     phone.press("00").await;
     let cart = phone.press("2").await;
-    assert!(cart.contains("1 x Maize Flour 2kg") && cart.contains("2 x Sugar 1kg"), "{cart}");
+    assert!(
+        cart.contains("1 x Maize Flour 2kg") && cart.contains("2 x Sugar 1kg"),
+        "{cart}"
+    );
     assert!(cart.contains("Total KES 610"), "230 + 2 x 190: {cart}");
     let pick = phone.press("2").await;
     assert!(pick.contains("Maize Flour 2kg"), "{pick}");
     let after_removal = phone.press("1").await;
-    assert!(after_removal.contains("Removed Maize Flour 2kg"), "{after_removal}");
+    assert!(
+        after_removal.contains("Removed Maize Flour 2kg"),
+        "{after_removal}"
+    );
     assert!(!after_removal.contains("x Maize"), "{after_removal}");
     assert!(after_removal.contains("Total KES 380"), "{after_removal}");
     phone.press("3").await;
@@ -191,7 +212,10 @@ async fn my_cart_lists_lines_and_can_remove_one_or_empty_it() {
     assert!(!emptied.contains("Sugar"), "{emptied}");
     phone.hang_up();
     let main = phone.dial().await;
-    assert!(main.contains("1. Shop"), "no resume offer for an empty cart: {main}");
+    assert!(
+        main.contains("1. Shop"),
+        "no resume offer for an empty cart: {main}"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +240,10 @@ async fn two_hops_of_one_session_arriving_together_apply_once() {
     }
     phone.assume_sent("1*1*2*5");
     let checkout = phone.press("1").await;
-    assert!(checkout.contains("Total KES 950"), "added once, not eight times: {checkout}");
+    assert!(
+        checkout.contains("Total KES 950"),
+        "added once, not eight times: {checkout}"
+    );
 }
 
 #[tokio::test]
@@ -224,10 +251,17 @@ async fn every_screen_of_a_long_walk_fits_182_characters() {
     let app = TestApp::spawn().await;
     let mut phone = app.phone("0712000013");
     let mut screens = vec![phone.dial().await];
-    for input in ["1", "4", "98", "98", "0", "1", "99", "2", "2", "3", "1", "0", "00", "3", "4", "2", "1", "5"] {
+    for input in [
+        "1", "4", "98", "98", "0", "1", "99", "2", "2", "3", "1", "0", "00", "3", "4", "2", "1",
+        "5",
+    ] {
         screens.push(phone.press(input).await);
     }
     for screen in screens {
-        assert!(screen.chars().count() <= 182, "{} chars: {screen}", screen.chars().count());
+        assert!(
+            screen.chars().count() <= 182,
+            "{} chars: {screen}",
+            screen.chars().count()
+        );
     }
 }
