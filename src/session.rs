@@ -168,30 +168,23 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
         lang = profile.lang();
 
-        let (inputs, mut state, mut reply, hops) = match plan(session.as_ref(), &req.input) {
-            Plan::Repeat => {
-                let session = session.expect("Repeat is only planned for an existing session");
+        let (inputs, resumed, hops) = match (plan(session.as_ref(), &req.input), session) {
+            (Plan::Repeat, Some(session)) => {
                 tracing::Span::current().record("menu.id", session.menu.screen_id());
                 return Ok(HopResult {
+                    screen: session.menu.screen_id().to_owned(),
                     reply: session.reply,
                     lang,
-                    screen: session.menu.screen_id().to_owned(),
                     repeated: true,
                     placed_order: None,
                 });
             }
-            Plan::Start(inputs) => (inputs, None, None, 0),
-            Plan::Continue(inputs) => {
-                let session = session
-                    .clone()
-                    .expect("Continue is only planned for a session");
-                (
-                    inputs,
-                    Some(session.menu),
-                    Some(session.reply),
-                    session.hops,
-                )
+            (Plan::Continue(inputs), Some(session)) => {
+                (inputs, Some((session.menu, session.reply)), session.hops)
             }
+            // `plan` repeats or continues only a session that exists; anything else starts one.
+            (Plan::Start(inputs) | Plan::Continue(inputs), _) => (inputs, None, 0),
+            (Plan::Repeat, None) => (Vec::new(), None, 0),
         };
 
         let order_number = shop.draw_order_number(&req.msisdn);
@@ -199,8 +192,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         let mut new_cart = cart.clone();
         let mut new_profile = profile.clone();
         let mut effects = Vec::new();
-        if state.is_none() {
-            let hop = Hop {
+        // Runs one engine call against the cart and profile as the previous call left them.
+        let mut run = |engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
+            let step = engine(&Hop {
                 catalog: &shop.catalog,
                 msisdn: &req.msisdn,
                 cart: &new_cart,
@@ -208,35 +202,21 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 paybill: &shop.settings.paybill,
                 new_order_number: &order_number,
                 now_ms,
-            };
-            let step = menu::start(&hop);
-            state = Some(step.state);
-            reply = Some(step.reply);
+            });
             new_cart = step.cart;
             new_profile = step.profile;
             effects.extend(step.effects);
-        }
-        let mut state = state.expect("set above");
-        let mut reply = reply.expect("set with the state");
+            (step.state, step.reply)
+        };
+        let (mut state, mut reply) = match resumed {
+            Some(resumed) => resumed,
+            None => run(&menu::start),
+        };
         for input in &inputs {
             if reply.end {
                 break;
             }
-            let hop = Hop {
-                catalog: &shop.catalog,
-                msisdn: &req.msisdn,
-                cart: &new_cart,
-                profile: &new_profile,
-                paybill: &shop.settings.paybill,
-                new_order_number: &order_number,
-                now_ms,
-            };
-            let step = menu::step(&hop, &state, input);
-            state = step.state;
-            reply = step.reply;
-            new_cart = step.cart;
-            new_profile = step.profile;
-            effects.extend(step.effects);
+            (state, reply) = run(&|hop| menu::step(hop, &state, input));
         }
         lang = new_profile.lang();
 
