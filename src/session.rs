@@ -20,7 +20,7 @@ use crate::keys::{shard_of, CART_TTL_MS, ORDER_RETENTION_MS, PROFILE_TTL_MS, SES
 use crate::menu::{self, Cart, Effect, Hop, Lang, MenuState, Profile, Reply};
 use crate::orders::Order;
 use crate::shop::Shop;
-use crate::store::{Batch, Commit, StoreError};
+use crate::store::{to_json, Batch, Commit, StoreError};
 
 /// How many times a hop re-reads and re-plans after losing a race before giving up.
 const MAX_CONFLICTS: usize = 5;
@@ -135,10 +135,6 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: Option<&[u8]>, what: &str) -> Optio
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("session values always serialise")
-}
-
 /// Answers one hop. See the module docs for the steps.
 ///
 /// # Errors
@@ -236,16 +232,16 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
-            .set(&session_key, encode(&record), Some(SESSION_TTL_MS));
+            .set(&session_key, to_json(&record), Some(SESSION_TTL_MS));
         if new_cart != cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);
             } else {
-                batch.set(&cart_key, encode(&new_cart), Some(CART_TTL_MS));
+                batch.set(&cart_key, to_json(&new_cart), Some(CART_TTL_MS));
             }
         }
         if new_profile != profile {
-            batch.set(&profile_key, encode(&new_profile), Some(PROFILE_TTL_MS));
+            batch.set(&profile_key, to_json(&new_profile), Some(PROFILE_TTL_MS));
         }
         let mut placed_order = None;
         let mut wake = Vec::new();
@@ -271,7 +267,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     let retention = shop.settings.order_ttl_ms as u64 + ORDER_RETENTION_MS;
                     batch
                         .guard(&order_key, None)
-                        .set(&order_key, encode(&order), Some(retention));
+                        .set(&order_key, to_json(&order), Some(retention));
                     let push = Job::Push {
                         order: number.clone(),
                         attempt: 1,

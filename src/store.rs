@@ -140,6 +140,16 @@ pub trait Store: Send + Sync + 'static {
     /// Reads string values (`MGET`). Keys of one slot.
     async fn get(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// Reads one string value (an `MGET` of one key).
+    async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .get(&[key.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
     /// Applies a batch atomically if its guards hold. Keys of one slot.
     async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError>;
 
@@ -163,6 +173,18 @@ pub trait Store: Send + Sync + 'static {
 
 /// The store as the application holds it.
 pub type SharedStore = Arc<dyn Store>;
+
+/// Reads a stored JSON value. A value that cannot be read (an older format, a manual edit) is
+/// treated as absent rather than failing every request that touches it; it is overwritten on the
+/// next write.
+pub fn from_json<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
+    raw.and_then(|bytes| serde_json::from_slice(bytes).ok())
+}
+
+/// Encodes a value for the store. Duka's stored types are plain data, so this cannot fail.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("stored values are plain data and always serialise")
+}
 
 /// One behaviour, proven for every store: the embedded store and Redis run these same tests.
 #[cfg(test)]

@@ -15,7 +15,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -48,37 +49,52 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The address a callback came from: the last `X-Forwarded-For` hop, else the peer.
-fn caller(headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+fn caller(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
     headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|last| last.trim().parse().ok())
-        .unwrap_or_else(|| peer.ip())
+        .unwrap_or(peer)
 }
 
-/// `None` when the caller may post here; otherwise the response to give.
-fn refuse(app: &AppState, secret: &str, headers: &HeaderMap, peer: SocketAddr) -> Option<Response> {
-    if !constant_time_eq(
-        secret.as_bytes(),
-        app.callbacks.secret.expose_secret().as_bytes(),
-    ) {
-        app.metrics
-            .inc("duka_mpesa_callbacks_total", &[("outcome", "wrong_secret")]);
-        tracing::warn!("payment callback with a wrong secret path; ignored");
-        return Some(StatusCode::NOT_FOUND.into_response());
-    }
-    let allowed = &app.callbacks.allowed_ips;
-    if !allowed.is_empty() {
-        let ip = caller(headers, peer);
-        if !allowed.iter().any(|net| net.contains(&ip)) {
+/// Proof that a request came through the secret path and, if configured, the allow-list.
+/// Extracting it refuses everyone else: a wrong secret gets a bare 404, an address outside
+/// `MPESA_ALLOWED_IPS` a 403, and nothing changes.
+pub struct SafaricomCaller;
+
+impl FromRequestParts<AppState> for SafaricomCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let Path(secret) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| StatusCode::NOT_FOUND.into_response())?;
+        if !constant_time_eq(
+            secret.as_bytes(),
+            app.callbacks.secret.expose_secret().as_bytes(),
+        ) {
             app.metrics
-                .inc("duka_mpesa_callbacks_total", &[("outcome", "forbidden_ip")]);
-            tracing::warn!(net.peer = %ip, "payment callback from an address outside MPESA_ALLOWED_IPS; ignored");
-            return Some(StatusCode::FORBIDDEN.into_response());
+                .inc("duka_mpesa_callbacks_total", &[("outcome", "wrong_secret")]);
+            tracing::warn!("payment callback with a wrong secret path; ignored");
+            return Err(StatusCode::NOT_FOUND.into_response());
         }
+        let allowed = &app.callbacks.allowed_ips;
+        if !allowed.is_empty() {
+            let peer = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+            let ip = caller(&parts.headers, peer);
+            if !allowed.iter().any(|net| net.contains(&ip)) {
+                app.metrics
+                    .inc("duka_mpesa_callbacks_total", &[("outcome", "forbidden_ip")]);
+                tracing::warn!(net.peer = %ip, "payment callback from an address outside MPESA_ALLOWED_IPS; ignored");
+                return Err(StatusCode::FORBIDDEN.into_response());
+            }
+        }
+        Ok(SafaricomCaller)
     }
-    None
 }
 
 fn audit(app: &AppState, kind: &str, body: &Bytes) -> AuditEntry {
@@ -92,15 +108,10 @@ fn audit(app: &AppState, kind: &str, body: &Bytes) -> AuditEntry {
 /// `POST /payments/{secret}/stk`: the result of an STK push.
 #[tracing::instrument(name = "mpesa_stk_callback", skip_all, fields(mpesa.checkout_request_id, mpesa.result_code, order.number))]
 async fn stk_callback(
+    _caller: SafaricomCaller,
     State(app): State<AppState>,
-    Path(secret): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
-        return refusal;
-    }
     let ack = || Json(StkCallbackAck).into_response();
     let callback = match StkCallback::parse(&body) {
         Ok(callback) => callback,
@@ -218,15 +229,10 @@ fn outcome_label(outcome: &super::Outcome) -> &'static str {
 /// and the confirmation sorts it out.
 #[tracing::instrument(name = "mpesa_c2b_validate", skip_all, fields(order.number))]
 async fn c2b_validate(
+    _caller: SafaricomCaller,
     State(app): State<AppState>,
-    Path(secret): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
-        return refusal;
-    }
     let request = match C2bRequest::parse(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -265,15 +271,10 @@ async fn c2b_validate(
 /// `POST /payments/{secret}/c2b/confirm`: money arrived on the paybill.
 #[tracing::instrument(name = "mpesa_c2b_confirm", skip_all, fields(order.number, mpesa.trans_id))]
 async fn c2b_confirm(
+    _caller: SafaricomCaller,
     State(app): State<AppState>,
-    Path(secret): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = refuse(&app, &secret, &headers, peer) {
-        return refusal;
-    }
     let ack = || Json(C2bConfirmationAck).into_response();
     let request = match C2bRequest::parse(&body) {
         Ok(request) => request,
@@ -351,7 +352,7 @@ mod tests {
 
     #[test]
     fn the_caller_is_the_last_forwarded_hop_or_the_peer() {
-        let peer: SocketAddr = "10.0.0.5:443".parse().unwrap();
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(caller(&headers, peer).to_string(), "10.0.0.5");
         headers.insert(

@@ -16,7 +16,7 @@ use crate::orders::Order;
 use crate::shop::Shop;
 use crate::sms::messages;
 use crate::sms::outbox::{self, MessageKind, OutboxMessage};
-use crate::store::{Batch, Commit, StoreError};
+use crate::store::{from_json, to_json, Batch, Commit, StoreError};
 
 /// How many times an event is re-applied after losing a race. Callbacks for one order rarely
 /// race, but a burst of duplicates does; each retry waits a little longer, with jitter.
@@ -55,12 +55,8 @@ pub struct Settled {
 /// # Errors
 /// The store fails.
 pub async fn load_order(shop: &Shop, number: &str) -> Result<Option<Order>, StoreError> {
-    let raw = shop.store.get(&[shop.keys.order(number)]).await?;
-    Ok(raw
-        .into_iter()
-        .next()
-        .flatten()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    let raw = shop.store.get_one(&shop.keys.order(number)).await?;
+    Ok(from_json(raw.as_deref()))
 }
 
 /// Applies `event` to the order `number` and commits the result. `Ok(None)`: no such order.
@@ -81,20 +77,11 @@ pub async fn settle(
             .get(&[order_key.clone(), audit_key.clone()])
             .await?;
         let (order_raw, audit_raw) = (values[0].clone(), values.get(1).cloned().flatten());
-        let Some(stored) = order_raw
-            .as_deref()
-            .and_then(|bytes| serde_json::from_slice::<Order>(bytes).ok())
-        else {
+        let Some(stored) = from_json::<Order>(order_raw.as_deref()) else {
             return Ok(None);
         };
         let profile_key = shop.keys.profile(&stored.msisdn);
-        let profile_raw = shop
-            .store
-            .get(std::slice::from_ref(&profile_key))
-            .await?
-            .into_iter()
-            .next()
-            .flatten();
+        let profile_raw = shop.store.get_one(&profile_key).await?;
 
         let now_ms = shop.clock.now_ms();
         let mut order = stored.clone();
@@ -110,10 +97,7 @@ pub async fn settle(
             .guard(&profile_key, profile_raw.as_deref());
         let keep_ms = keep_ms(&order, now_ms);
         if let Some(entry) = &audit {
-            let mut trail: Vec<AuditEntry> = audit_raw
-                .as_deref()
-                .and_then(|bytes| serde_json::from_slice(bytes).ok())
-                .unwrap_or_default();
+            let mut trail: Vec<AuditEntry> = from_json(audit_raw.as_deref()).unwrap_or_default();
             trail.push(entry.clone());
             if trail.len() > MAX_AUDIT_ENTRIES {
                 trail.drain(..trail.len() - MAX_AUDIT_ENTRIES);
@@ -174,10 +158,7 @@ pub async fn settle(
         }
         batch.set(&order_key, to_json(&order), Some(keep_ms));
         if order.status != stored.status {
-            let mut profile: Profile = profile_raw
-                .as_deref()
-                .and_then(|bytes| serde_json::from_slice(bytes).ok())
-                .unwrap_or_default();
+            let mut profile: Profile = from_json(profile_raw.as_deref()).unwrap_or_default();
             if let Some(summary) = profile.orders.iter_mut().find(|s| s.number == order.number) {
                 summary.status = order.status;
                 batch.set(&profile_key, to_json(&profile), Some(PROFILE_TTL_MS));
@@ -202,8 +183,4 @@ pub async fn settle(
 pub fn keep_ms(order: &Order, now_ms: i64) -> u64 {
     let payable_for = (order.expires_at_ms - now_ms).max(0) as u64;
     payable_for + ORDER_RETENTION_MS
-}
-
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("stored values always serialise")
 }

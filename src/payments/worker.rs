@@ -55,13 +55,9 @@ impl PaymentJobs {
         attempt: u32,
     ) -> JobOutcome {
         let now = shop.clock.now_ms();
-        let order = match load_order(shop, number).await {
-            Ok(Some(order)) => order,
-            Ok(None) => return JobOutcome::Done,
-            Err(e) => return store_trouble(shop, &e),
-        };
-        let Some(current) = order.attempt(attempt) else {
-            return JobOutcome::Done;
+        let (order, current) = match load_attempt(shop, number, attempt).await {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
         };
         if current.state != AttemptState::Requested {
             return JobOutcome::Done;
@@ -132,7 +128,7 @@ impl PaymentJobs {
                 let mut index = Batch::new();
                 index.set(
                     shop.keys.stk_index(&accepted.checkout_request_id),
-                    serde_json::to_vec(&entry).expect("index entries serialise"),
+                    crate::store::to_json(&entry),
                     Some(ORDER_RETENTION_MS),
                 );
                 if let Err(e) = shop.store.commit(&index).await {
@@ -214,13 +210,9 @@ impl PaymentJobs {
         attempt: u32,
     ) -> JobOutcome {
         let now = shop.clock.now_ms();
-        let order = match load_order(shop, number).await {
-            Ok(Some(order)) => order,
-            Ok(None) => return JobOutcome::Done,
-            Err(e) => return store_trouble(shop, &e),
-        };
-        let Some(current) = order.attempt(attempt) else {
-            return JobOutcome::Done;
+        let current = match load_attempt(shop, number, attempt).await {
+            Ok((_, current)) => current,
+            Err(outcome) => return outcome,
         };
         let (Some(checkout_request_id), true) = (
             current.checkout_request_id.clone(),
@@ -334,8 +326,8 @@ impl PaymentJobs {
         if shop.store.commit(&batch).await? == Commit::Applied {
             return Ok(true);
         }
-        let held = shop.store.get(std::slice::from_ref(&key)).await?;
-        Ok(held.into_iter().next().flatten().as_deref() == Some(owner.as_bytes()))
+        let held = shop.store.get_one(&key).await?;
+        Ok(held.as_deref() == Some(owner.as_bytes()))
     }
 
     /// Frees the phone for the next push (best effort: the lock expires by itself).
@@ -350,6 +342,22 @@ pub async fn release_lock(shop: &Shop, payer: &Msisdn) {
     batch.delete(shop.keys.stk_lock(payer));
     if let Err(e) = shop.store.commit(&batch).await {
         tracing::debug!(error.message = %e, "could not release an STK lock; it will expire");
+    }
+}
+
+/// The order and one of its attempts, or what the job should do when either is gone.
+async fn load_attempt(
+    shop: &Shop,
+    number: &str,
+    attempt: u32,
+) -> Result<(crate::orders::Order, crate::orders::PaymentAttempt), JobOutcome> {
+    match load_order(shop, number).await {
+        Ok(Some(order)) => {
+            let current = order.attempt(attempt).cloned().ok_or(JobOutcome::Done)?;
+            Ok((order, current))
+        }
+        Ok(None) => Err(JobOutcome::Done),
+        Err(e) => Err(store_trouble(shop, &e)),
     }
 }
 

@@ -20,7 +20,7 @@ use super::outbox::{OutboxMessage, SendStatus};
 use crate::keys::ORDER_RETENTION_MS;
 use crate::shop::Shop;
 use crate::startup::AppState;
-use crate::store::{Batch, Commit, StoreError};
+use crate::store::{from_json, to_json, Batch, Commit, StoreError};
 
 const ORPHAN_TTL_MS: u64 = 7 * 24 * 3_600_000;
 /// How long, and how many, unknown-id reports of a phone are kept to settle an uncertain send.
@@ -106,13 +106,7 @@ pub async fn record(
     report: &DeliveryReport,
     raw: &str,
 ) -> Result<Applied, StoreError> {
-    let index = shop
-        .store
-        .get(&[shop.keys.sms_index(&report.id)])
-        .await?
-        .into_iter()
-        .next()
-        .flatten();
+    let index = shop.store.get_one(&shop.keys.sms_index(&report.id)).await?;
     if let Some(message_id) = index.and_then(|v| String::from_utf8(v).ok()) {
         return apply(shop, &message_id, report, raw, false).await;
     }
@@ -120,11 +114,8 @@ pub async fn record(
     if let Some(msisdn) = report.phone_number.as_ref().and_then(|p| p.msisdn()) {
         let uncertain = shop
             .store
-            .get(&[shop.keys.sms_uncertain(&msisdn)])
+            .get_one(&shop.keys.sms_uncertain(&msisdn))
             .await?
-            .into_iter()
-            .next()
-            .flatten()
             .and_then(|v| String::from_utf8(v).ok());
         if let Some(message_id) = uncertain {
             let applied = apply(shop, &message_id, report, raw, true).await?;
@@ -165,17 +156,8 @@ async fn keep_phone_orphan(
 ) -> Result<(), StoreError> {
     let key = shop.keys.sms_orphans_of(msisdn);
     for _ in 0..3 {
-        let stored = shop
-            .store
-            .get(std::slice::from_ref(&key))
-            .await?
-            .into_iter()
-            .next()
-            .flatten();
-        let mut orphans: Vec<PhoneOrphan> = stored
-            .as_deref()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default();
+        let stored = shop.store.get_one(&key).await?;
+        let mut orphans: Vec<PhoneOrphan> = from_json(stored.as_deref()).unwrap_or_default();
         orphans.push(PhoneOrphan {
             id: report.id.clone(),
             status: report.status.as_str().to_owned(),
@@ -189,7 +171,7 @@ async fn keep_phone_orphan(
         let mut batch = Batch::new();
         batch.guard(&key, stored.as_deref()).set(
             &key,
-            serde_json::to_vec(&orphans).expect("orphans serialise"),
+            to_json(&orphans),
             Some(PHONE_ORPHANS_TTL_MS),
         );
         if shop.store.commit(&batch).await? == Commit::Applied {
@@ -211,17 +193,8 @@ pub async fn settle_from_phone_orphans(
     since_ms: i64,
 ) -> Result<bool, StoreError> {
     let key = shop.keys.sms_orphans_of(&message.to);
-    let stored = shop
-        .store
-        .get(std::slice::from_ref(&key))
-        .await?
-        .into_iter()
-        .next()
-        .flatten();
-    let orphans: Vec<PhoneOrphan> = stored
-        .as_deref()
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .unwrap_or_default();
+    let stored = shop.store.get_one(&key).await?;
+    let orphans: Vec<PhoneOrphan> = from_json(stored.as_deref()).unwrap_or_default();
     let Some(first) = orphans.iter().find(|o| o.at_ms >= since_ms) else {
         return Ok(false);
     };
@@ -260,12 +233,8 @@ async fn apply(
 ) -> Result<Applied, StoreError> {
     let key = shop.keys.message(message_id);
     for _ in 0..5 {
-        let stored = shop.store.get(std::slice::from_ref(&key)).await?;
-        let stored = stored.into_iter().next().flatten();
-        let Some(mut message) = stored
-            .as_deref()
-            .and_then(|b| serde_json::from_slice::<OutboxMessage>(b).ok())
-        else {
+        let stored = shop.store.get_one(&key).await?;
+        let Some(mut message) = from_json::<OutboxMessage>(stored.as_deref()) else {
             return Ok(Applied::Orphan);
         };
         let settles = settling_uncertain && message.status == SendStatus::Uncertain;
@@ -294,11 +263,9 @@ async fn apply(
         }
         message.updated_at_ms = shop.clock.now_ms();
         let mut batch = Batch::new();
-        batch.guard(&key, stored.as_deref()).set(
-            &key,
-            serde_json::to_vec(&message).expect("messages always serialise"),
-            Some(ORDER_RETENTION_MS),
-        );
+        batch
+            .guard(&key, stored.as_deref())
+            .set(&key, to_json(&message), Some(ORDER_RETENTION_MS));
         if shop.store.commit(&batch).await? == Commit::Applied {
             return Ok(if settles {
                 Applied::SettledUncertain

@@ -13,7 +13,7 @@ use crate::gateway::africastalking::SessionEnd;
 use crate::keys::PROFILE_TTL_MS;
 use crate::menu::{Cart, Profile};
 use crate::shop::Shop;
-use crate::store::{Batch, Commit, StoreError};
+use crate::store::{from_json, to_json, Batch, Commit, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
 /// East Africa Time is UTC+3 all year.
@@ -41,14 +41,8 @@ pub async fn nudge_after_drop_off(shop: &Shop, end: &SessionEnd) -> Result<bool,
             .get(&[cart_key.clone(), profile_key.clone()])
             .await?;
         let (cart_raw, profile_raw) = (values[0].clone(), values.get(1).cloned().flatten());
-        let cart: Cart = cart_raw
-            .as_deref()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default();
-        let mut profile: Profile = profile_raw
-            .as_deref()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default();
+        let cart: Cart = from_json(cart_raw.as_deref()).unwrap_or_default();
+        let mut profile: Profile = from_json(profile_raw.as_deref()).unwrap_or_default();
         let now_ms = shop.clock.now_ms();
         let today = eat_day(now_ms);
         if cart.is_empty() || profile.nudged_on_day == Some(today) {
@@ -67,11 +61,7 @@ pub async fn nudge_after_drop_off(shop: &Shop, end: &SessionEnd) -> Result<bool,
         batch
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
-            .set(
-                &profile_key,
-                serde_json::to_vec(&profile).expect("profiles always serialise"),
-                Some(PROFILE_TTL_MS),
-            );
+            .set(&profile_key, to_json(&profile), Some(PROFILE_TTL_MS));
         let job = outbox::enqueue(shop, &mut batch, &message);
         if shop.store.commit(&batch).await? == Commit::Applied {
             shop.jobs.wake(job.shard());

@@ -140,7 +140,7 @@ pub fn enqueue(shop: &Shop, batch: &mut Batch, message: &OutboxMessage) -> Job {
     let key = shop.keys.message(&message.id);
     batch.set(
         key,
-        serde_json::to_vec(message).expect("messages always serialise"),
+        crate::store::to_json(message),
         Some(ORDER_RETENTION_MS),
     );
     let job = Job::Sms {

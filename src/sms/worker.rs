@@ -8,7 +8,7 @@ use crate::jobs::JobOutcome;
 use crate::keys::ORDER_RETENTION_MS;
 use crate::metrics::Metrics;
 use crate::shop::Shop;
-use crate::store::{Batch, Commit, StoreError};
+use crate::store::{from_json, to_json, Batch, Commit, StoreError};
 
 /// How long an ambiguous send waits to be settled by a delivery report for its phone.
 const UNCERTAIN_WINDOW_MS: u64 = 3_600_000;
@@ -59,14 +59,6 @@ fn next_after(result: &Result<SendOutcome, SmsError>) -> Next {
     }
 }
 
-fn decode(raw: Option<&[u8]>) -> Option<OutboxMessage> {
-    raw.and_then(|bytes| serde_json::from_slice(bytes).ok())
-}
-
-fn encode(message: &OutboxMessage) -> Vec<u8> {
-    serde_json::to_vec(message).expect("messages always serialise")
-}
-
 /// Moves the message from `from` to what `change` makes of it, guarded on what was read.
 /// Returns the message as written, or `None` if it is missing or not in `from` any more.
 async fn transition(
@@ -77,9 +69,8 @@ async fn transition(
 ) -> Result<Option<OutboxMessage>, StoreError> {
     let key = shop.keys.message(id);
     for _ in 0..5 {
-        let raw = shop.store.get(std::slice::from_ref(&key)).await?;
-        let raw = raw.into_iter().next().flatten();
-        let Some(mut message) = decode(raw.as_deref()) else {
+        let raw = shop.store.get_one(&key).await?;
+        let Some(mut message) = from_json::<OutboxMessage>(raw.as_deref()) else {
             return Ok(None);
         };
         if message.status != from {
@@ -90,7 +81,7 @@ async fn transition(
         let mut batch = Batch::new();
         batch
             .guard(&key, raw.as_deref())
-            .set(&key, encode(&message), Some(ORDER_RETENTION_MS));
+            .set(&key, to_json(&message), Some(ORDER_RETENTION_MS));
         if shop.store.commit(&batch).await? == Commit::Applied {
             return Ok(Some(message));
         }

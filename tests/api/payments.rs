@@ -456,3 +456,41 @@ async fn an_expired_token_is_refreshed_and_the_push_goes_through() {
     wait_for_status(&app, &number, OrderStatus::Paid).await;
     assert_eq!(app.mpesa().pushes().len(), 2);
 }
+
+#[tokio::test]
+async fn an_allow_list_refuses_callbacks_from_other_addresses_behind_one_proxy_hop() {
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![(
+            "MPESA_ALLOWED_IPS",
+            "196.201.214.200, 196.201.212.0/24".into(),
+        )],
+        ..TestOptions::default()
+    })
+    .await;
+    let body = success_callback("ws_CO_unknown", json!(900), 254712345678, "QKH94M1Z11");
+    let url = format!("{}/payments/{}/stk", app.address, app.callback_secret);
+    let direct = app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(direct.status().as_u16(), 403, "loopback is not on the list");
+    let via_proxy = app
+        .client
+        .post(&url)
+        .header("x-forwarded-for", "10.1.1.1, 196.201.212.129")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        via_proxy.status().as_u16(),
+        200,
+        "the proxy's last hop is on the list"
+    );
+    let wrong_secret = app
+        .client
+        .post(format!("{}/payments/nope/stk", app.address))
+        .header("x-forwarded-for", "196.201.214.200")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_secret.status().as_u16(), 404);
+}

@@ -1,64 +1,22 @@
-//! How many SMS parts a text takes, and in which encoding: the sandbox's own count, used to
-//! record each message and to price it per segment.
+//! How many SMS parts a text takes, and in which encoding, as the sandbox records and prices it.
 //!
-//! `crate::gsm7` (another module) does the same for the menus; this private copy lets the
-//! sandbox stand alone until the two are merged. It follows the reference: one character outside
-//! GSM-7 switches the whole message to UCS-2; extension characters take two septets; a split
-//! message carries 153 septets (GSM-7) or 67 UTF-16 units (UCS-2) per part, and a two-unit
-//! character is never cut across parts, as handsets would garble it.
+//! The counting itself is [`crate::gsm7::sms_encoding_and_segments`], the same rule the menus
+//! are checked with: one character outside GSM-7 switches the whole message to UCS-2; extension
+//! characters take two septets; a split message carries 153 septets (GSM-7) or 67 UTF-16 units
+//! (UCS-2) per part, and a two-unit character is never cut across parts.
 
 use super::SmsEncoding;
-
-/// GSM 03.38's basic character set, each one septet (the escape code itself is left out).
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-
-/// GSM 03.38's extension table, each two septets (escape + character).
-const GSM7_EXTENSION: &str = "\u{000C}^{}\\[~]|€";
+use crate::gsm7::{sms_encoding_and_segments, Encoding};
 
 /// The encoding a text needs and the number of parts it is sent in (at least one: AT charges an
 /// empty message as one).
 pub(super) fn count_sms_segments(text: &str) -> (SmsEncoding, u32) {
-    match gsm7_septets_per_char(text) {
-        Some(septets) => (SmsEncoding::Gsm7, parts(&septets, 160, 153)),
-        None => {
-            let units: Vec<usize> = text.chars().map(char::len_utf16).collect();
-            (SmsEncoding::Ucs2, parts(&units, 70, 67))
-        }
-    }
-}
-
-/// The septets of each character, or `None` if one is outside GSM-7.
-fn gsm7_septets_per_char(text: &str) -> Option<Vec<usize>> {
-    text.chars()
-        .map(|c| {
-            if GSM7_BASIC.contains(c) {
-                Some(1)
-            } else if GSM7_EXTENSION.contains(c) {
-                Some(2)
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
-/// Fills parts greedily without splitting a character's units.
-fn parts(units_per_char: &[usize], single: usize, per_part: usize) -> u32 {
-    let total: usize = units_per_char.iter().sum();
-    if total <= single {
-        return 1;
-    }
-    let mut count = 1;
-    let mut used = 0;
-    for &units in units_per_char {
-        if used + units > per_part {
-            count += 1;
-            used = 0;
-        }
-        used += units;
-    }
-    count
+    let (encoding, _, segments) = sms_encoding_and_segments(text);
+    let encoding = match encoding {
+        Encoding::Gsm7 => SmsEncoding::Gsm7,
+        Encoding::Ucs2 => SmsEncoding::Ucs2,
+    };
+    (encoding, u32::try_from(segments).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
