@@ -90,6 +90,23 @@ impl Cart {
     pub fn item_count(&self) -> u32 {
         self.lines.iter().map(|l| l.qty).sum()
     }
+
+    /// The cart priced from the catalog, as order lines named in `lang`. Products no longer in
+    /// the catalog are left out.
+    pub fn order_lines(&self, catalog: &Catalog, lang: Lang) -> Vec<OrderLine> {
+        self.lines
+            .iter()
+            .filter_map(|line| {
+                let product = catalog.product(&line.product)?;
+                Some(OrderLine {
+                    product: product.id.clone(),
+                    name: product.name_in(lang).to_owned(),
+                    unit_price: product.price,
+                    qty: line.qty,
+                })
+            })
+            .collect()
+    }
 }
 
 /// What Duka remembers of a shopper across sessions, under the phone number.

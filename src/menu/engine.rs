@@ -636,20 +636,7 @@ impl<'h, 'a> Session<'h, 'a> {
     /// show the M-Pesa prompt.
     fn place_order(&mut self, payer: Msisdn) -> Outcome {
         let lang = self.lang();
-        let lines: Vec<OrderLine> = self
-            .cart
-            .lines
-            .iter()
-            .filter_map(|line| {
-                let product = self.catalog.product(&line.product)?;
-                Some(OrderLine {
-                    product: product.id.clone(),
-                    name: product.name_in(lang).to_owned(),
-                    unit_price: product.price,
-                    qty: line.qty,
-                })
-            })
-            .collect();
+        let lines = self.cart.order_lines(self.catalog, lang);
         if lines.is_empty() {
             self.open(Screen::Checkout);
             return Outcome::Show(None);

@@ -69,19 +69,7 @@ pub fn payment_failed(
 
 /// "Your cart is waiting: items, total. Dial *384*12# to finish."
 pub fn nudge(catalog: &Catalog, lang: Lang, cart: &Cart, shortcode: &str) -> String {
-    let lines: Vec<OrderLine> = cart
-        .lines
-        .iter()
-        .filter_map(|line| {
-            let product = catalog.product(&line.product)?;
-            Some(OrderLine {
-                product: product.id.clone(),
-                name: product.name_in(lang).to_owned(),
-                unit_price: product.price,
-                qty: line.qty,
-            })
-        })
-        .collect();
+    let lines = cart.order_lines(catalog, lang);
     let total: Kes = lines.iter().map(OrderLine::total).sum();
     let items = catalog.items_summary(&lines);
     let total = total.to_string();
