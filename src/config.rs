@@ -182,6 +182,11 @@ impl Settings {
             }
         };
 
+        if matches!(mpesa, MpesaSettings::Daraja { .. }) && public_url.is_none() {
+            problems.push(
+                "DUKA_PUBLIC_URL: required with a real Daraja: the public HTTPS base URL Safaricom calls back on".to_owned(),
+            );
+        }
         let (callback_secret, callback_secret_generated) = match var("MPESA_CALLBACK_SECRET") {
             Some(secret) => {
                 if let Err(why) = check_callback_secret(&secret) {
@@ -402,6 +407,9 @@ mod tests {
         assert!(err.contains("MPESA_CALLBACK_SECRET"), "{err}");
         let mut with_secret = daraja.to_vec();
         with_secret.push(("MPESA_CALLBACK_SECRET", "Xq7vT2kd9LwP4nRbH3s8Ze"));
+        let err = load(&with_secret).unwrap_err().to_string();
+        assert!(err.contains("DUKA_PUBLIC_URL"), "{err}");
+        with_secret.push(("DUKA_PUBLIC_URL", "https://shop.example.co.ke"));
         assert!(load(&with_secret).is_ok());
     }
 

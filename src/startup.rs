@@ -256,13 +256,19 @@ impl Application {
                 consumer_secret,
                 shortcode,
                 passkey,
-            } => DarajaClient::new(DarajaConfig::new(
-                base_url.clone(),
-                consumer_key.clone(),
-                consumer_secret.clone(),
-                shortcode.clone(),
-                passkey.clone(),
-            ))?,
+            } => {
+                // Daraja refuses callback URLs it does not like only when it calls them, days
+                // later; say so now.
+                crate::mpesa::check_callback_url(&settings.stk_callback_url(&public_url), true)
+                    .context("DUKA_PUBLIC_URL cannot be Daraja's callback URL")?;
+                DarajaClient::new(DarajaConfig::new(
+                    base_url.clone(),
+                    consumer_key.clone(),
+                    consumer_secret.clone(),
+                    shortcode.clone(),
+                    passkey.clone(),
+                ))?
+            }
         };
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
