@@ -2,3 +2,5 @@
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
 mod helpers;
+mod dial;
+mod fixtures;
