@@ -132,7 +132,7 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
         );
     }
     let report = replay_paths(
-        &[record_dir.clone()],
+        std::slice::from_ref(&record_dir),
         &options(&manifest_dir().join("menus")),
     )
     .await
@@ -146,7 +146,7 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
     let text = std::fs::read_to_string(&en).unwrap();
     std::fs::write(&en, text.replacen("shop = \"Shop\"", "shop = \"Buy\"", 1)).unwrap();
 
-    let report = replay_paths(&[record_dir.clone()], &options(&menus))
+    let report = replay_paths(std::slice::from_ref(&record_dir), &options(&menus))
         .await
         .unwrap();
 
@@ -171,9 +171,12 @@ async fn a_malformed_fixture_fails_naming_its_file_and_line() {
     )
     .unwrap();
 
-    let report = replay_paths(&[dir.clone()], &options(&manifest_dir().join("menus")))
-        .await
-        .unwrap();
+    let report = replay_paths(
+        std::slice::from_ref(&dir),
+        &options(&manifest_dir().join("menus")),
+    )
+    .await
+    .unwrap();
 
     let rendered = report.render();
     assert_eq!(report.failed(), 1, "{rendered}");
