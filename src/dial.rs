@@ -200,8 +200,10 @@ struct Phone {
     input: tokio::io::Lines<BufReader<tokio::io::Stdin>>,
 }
 
+/// Prints one line. A closed stdout (the phone piped into `head`) is not worth a panic: the
+/// phone goes on until its input ends.
 fn say(line: &str) {
-    println!("{line}");
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 impl Phone {
@@ -227,8 +229,9 @@ impl Phone {
     /// Reads one line; `None` at the end of the input.
     async fn read(&mut self) -> anyhow::Result<Option<String>> {
         if !self.echo {
-            print!("> ");
-            let _ = std::io::stdout().flush();
+            let mut stdout = std::io::stdout();
+            let _ = write!(stdout, "> ");
+            let _ = stdout.flush();
         }
         let line = self
             .input

@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 
+use crate::helpers::{StoreKind, TestApp, TestOptions};
+
 /// Runs `duka dial` in process with these lines as input; returns stdout.
 async fn dial(lines: &[&str]) -> String {
+    dial_with(&[], lines).await
+}
+
+/// Runs `duka dial` with extra arguments and these lines as input; returns stdout.
+async fn dial_with(args: &[&str], lines: &[&str]) -> String {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_duka"))
         .arg("dial")
         .args(["--phone", "0700000001", "--wait", "20"])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
         .env_remove("DUKA_MENUS")
@@ -103,4 +111,34 @@ async fn the_end_of_input_hangs_up_mid_session() {
 
     assert!(stdout.contains("Choose a category"), "{stdout}");
     assert!(stdout.trim_end().ends_with("(hung up)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn against_a_running_server_the_phone_answers_its_sandboxs_prompt() {
+    // Arrange: a server whose M-Pesa sandbox waits for a person, as `duka dial` needs.
+    let app = TestApp::spawn_with(TestOptions {
+        store: StoreKind::Memory,
+        ..TestOptions::default()
+    })
+    .await;
+    app.mpesa()
+        .set_default_outcome(duka::sandbox::mpesa::Outcome::interactive());
+    let mpesa_url = app.mpesa().base_url().to_owned();
+
+    // Act
+    let stdout = dial_with(
+        &["--url", &app.address, "--mpesa-url", &mpesa_url],
+        &["1", "4", "1", "1", "1", "1", "c"],
+    )
+    .await;
+
+    // Assert
+    assert!(stdout.contains("SMS can't be shown"), "{stdout}");
+    let order = order_number(&stdout);
+    assert!(
+        stdout.contains(&format!(
+            "[M-PESA] Do you want to pay KES 70 to 174379 account no. {order}? Enter M-PESA PIN:\n> c\n[M-PESA] cancelled (1032)"
+        )),
+        "{stdout}"
+    );
 }
