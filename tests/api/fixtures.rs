@@ -83,8 +83,9 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
     })
     .await;
 
-    // Act: one shopper buys and pays (the sandbox's phone approves by itself); another is
-    // still in the shop when the server stops.
+    // Act: one shopper buys and pays (the sandbox's phone approves by itself); one drops off
+    // with a full cart (Africa's Talking says so); another is still in the shop when the
+    // server stops.
     let mut buyer = app.phone("0712345678");
     buyer.dial().await;
     for input in ["1", "2", "3", "2", "1"] {
@@ -100,17 +101,23 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
             .then_some(())
     })
     .await;
+    let mut leaver = app.phone("0733000222");
+    leaver.dial().await;
+    for input in ["1", "1", "2", "3"] {
+        leaver.press(input).await;
+    }
+    assert_eq!(leaver.session_ends("Incomplete").await, 200);
     let mut browser = app.phone("0722000111");
     browser.dial().await;
     browser.press("1").await;
     app.stop().await;
 
-    // Assert: two fixtures, scrubbed, that replay green.
+    // Assert: three fixtures, scrubbed, that replay green.
     let files: Vec<PathBuf> = std::fs::read_dir(&record_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     let texts: Vec<String> = files
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
@@ -121,9 +128,19 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
         .expect("the buyer's session with its payment");
     assert!(paid.contains("Account {order}."), "{paid}");
     assert!(paid.contains("M-Pesa ref {receipt}"), "{paid}");
+    let dropped = texts
+        .iter()
+        .find(|t| t.contains("end = \"incomplete\""))
+        .expect("the session that ended by notification");
+    assert!(
+        dropped.contains("sms = \"Duka: you still have 3 x Sugar 1kg in your cart"),
+        "{dropped}"
+    );
     for text in &texts {
         assert!(
-            !text.contains("712345678") && !text.contains("722000111"),
+            !text.contains("712345678")
+                && !text.contains("722000111")
+                && !text.contains("733000222"),
             "{text}"
         );
         assert!(
@@ -137,7 +154,7 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
     )
     .await
     .unwrap();
-    assert_eq!(report.passed(), 2, "{}", report.render());
+    assert_eq!(report.passed(), 3, "{}", report.render());
 
     // A menu text changes: the same recordings now fail, with the change as a diff.
     let menus = temp_dir("menus");
@@ -150,13 +167,13 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
         .await
         .unwrap();
 
-    assert_eq!(report.failed(), 2, "{}", report.render());
+    assert_eq!(report.failed(), 3, "{}", report.render());
     let rendered = report.render();
     assert!(rendered.contains(": step 1 (line "), "{rendered}");
     assert!(rendered.contains("sent: dial"), "{rendered}");
     assert!(rendered.contains("-1. Shop"), "{rendered}");
     assert!(rendered.contains("+1. Buy"), "{rendered}");
-    assert!(rendered.ends_with("0 passed, 2 failed\n"), "{rendered}");
+    assert!(rendered.ends_with("0 passed, 3 failed\n"), "{rendered}");
     let _ = std::fs::remove_dir_all(&record_dir);
     let _ = std::fs::remove_dir_all(&menus);
 }
