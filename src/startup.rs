@@ -315,7 +315,10 @@ impl Application {
             Some(dir) => {
                 let recorder = Recorder::new(dir.clone(), shop.clone())
                     .context("could not start recording sessions")?;
-                tracing::info!("recording every finished session as a fixture in {}", dir.display());
+                tracing::info!(
+                    "recording every finished session as a fixture in {}",
+                    dir.display()
+                );
                 Some(Arc::new(recorder))
             }
             None => None,
