@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::background::Background;
 use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
+use crate::fixtures::record::Recorder;
 use crate::gateway::africastalking::SessionEnd;
 use crate::jobs::{run_worker, JobHandler};
 use crate::keys::Keys;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub shop: Arc<Shop>,
     pub metrics: Arc<Metrics>,
     pub callbacks: Arc<CallbackGuard>,
+    /// Writes finished sessions as fixtures (`duka serve --record DIR`); `None` when not asked.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// Who may post payment callbacks.
@@ -314,6 +317,18 @@ impl Application {
             options.clock,
             options.seed,
         ));
+        let recorder = match &settings.record_dir {
+            Some(dir) => {
+                let recorder = Recorder::new(dir.clone(), shop.clone())
+                    .context("could not start recording sessions")?;
+                tracing::info!(
+                    "recording every finished session as a fixture in {}",
+                    dir.display()
+                );
+                Some(Arc::new(recorder))
+            }
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let handler: Option<Arc<dyn JobHandler>> = options.run_worker.then(|| {
             Arc::new(Background {
@@ -332,6 +347,7 @@ impl Application {
                 secret: settings.callback_secret.clone(),
                 allowed_ips: settings.mpesa_allowed_ips.clone(),
             }),
+            recorder,
         };
         Ok(Self {
             listener,
@@ -376,6 +392,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let recorder = self.state.recorder.clone();
         let worker = self.handler.clone().map(|handler| {
             tokio::spawn(run_worker(
                 self.state.shop.clone(),
@@ -394,6 +411,10 @@ impl Application {
         let _ = stop_tx.send(true);
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        // Sessions still open, and finished ones waiting on a payment, are written as they are.
+        if let Some(recorder) = recorder {
+            recorder.flush().await;
         }
         served
     }

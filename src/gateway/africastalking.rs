@@ -42,7 +42,13 @@ async fn ussd_callback(State(app): State<AppState>, body: Bytes) -> Result<Respo
     let span = tracing::Span::current();
     span.record("ussd.session_id", req.session_id.as_str());
     span.record("msisdn.masked", req.msisdn.masked().as_str());
+    if let Some(recorder) = &app.recorder {
+        recorder.before_hop(&req).await;
+    }
     let outcome = crate::session::handle_hop(&app.shop, &req).await;
+    if let Some(recorder) = &app.recorder {
+        recorder.after_hop(&req, outcome.as_ref().ok());
+    }
     app.metrics.observe_hop(started.elapsed());
     match outcome {
         Ok(result) => {
@@ -73,6 +79,9 @@ async fn session_end(State(app): State<AppState>, body: Bytes) -> Result<Respons
     let end = parse_session_end(&body)?;
     tracing::Span::current().record("ussd.session_id", end.session_id.as_str());
     app.session_ended(&end).await;
+    if let Some(recorder) = &app.recorder {
+        recorder.session_ended(&end);
+    }
     Ok(StatusCode::OK.into_response())
 }
 
