@@ -30,6 +30,7 @@ use crate::mpesa::{
     C2bConfirmationAck, C2bRejectCode, C2bRequest, C2bValidationReply, StkCallback, StkCallbackAck,
 };
 use crate::startup::AppState;
+use crate::store::from_json;
 
 /// The payment routes, all under `/payments/{secret}`.
 pub fn router() -> Router<AppState> {
@@ -129,28 +130,22 @@ async fn stk_callback(
     );
     span.record("mpesa.result_code", callback.result_code);
 
-    let index = match app
-        .shop
-        .store
-        .get(&[app.shop.keys.stk_index(&callback.checkout_request_id)])
-        .await
-    {
-        Ok(values) => values.into_iter().next().flatten(),
+    let entry = match find_push(&app, &callback.checkout_request_id).await {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            app.metrics.inc(
+                "duka_mpesa_callbacks_total",
+                &[("outcome", "unknown_checkout")],
+            );
+            tracing::error!(
+                "STK callback for a CheckoutRequestID Duka never issued; acknowledged, nothing changed"
+            );
+            return ack();
+        }
         Err(e) => {
             tracing::error!(error.message = %e, "store down: STK callback not recorded; reconciliation will query");
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-    };
-    let Some(entry) = index.and_then(|raw| serde_json::from_slice::<StkIndexEntry>(&raw).ok())
-    else {
-        app.metrics.inc(
-            "duka_mpesa_callbacks_total",
-            &[("outcome", "unknown_checkout")],
-        );
-        tracing::error!(
-            "STK callback for a CheckoutRequestID Duka never issued; acknowledged, nothing changed"
-        );
-        return ack();
     };
     span.record("order.number", entry.order.as_str());
 
@@ -204,6 +199,28 @@ async fn stk_callback(
             tracing::error!(error.message = %e, "could not record an STK callback; reconciliation will query");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
+    }
+}
+
+/// How long a callback waits for its push to be indexed. The push job writes the index right
+/// after Daraja accepts the push, so only a callback racing that reply waits at all.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The order and attempt a `CheckoutRequestID` belongs to. A callback can overtake the push
+/// job's own bookkeeping (Daraja answers the push, then calls back at once), so an id not yet
+/// indexed is looked up again for a few seconds before it is called unknown.
+async fn find_push(
+    app: &AppState,
+    checkout_request_id: &str,
+) -> Result<Option<StkIndexEntry>, crate::store::StoreError> {
+    let key = app.shop.keys.stk_index(checkout_request_id);
+    let deadline = tokio::time::Instant::now() + INDEX_WAIT;
+    loop {
+        let entry = from_json::<StkIndexEntry>(app.shop.store.get_one(&key).await?.as_deref());
+        if entry.is_some() || tokio::time::Instant::now() >= deadline {
+            return Ok(entry);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -494,3 +494,20 @@ async fn an_allow_list_refuses_callbacks_from_other_addresses_behind_one_proxy_h
         .unwrap();
     assert_eq!(wrong_secret.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_callback_that_overtakes_the_push_reply_still_pays_the_order() {
+    let app = TestApp::spawn_with(TestOptions {
+        callback_delay: Duration::ZERO,
+        ..TestOptions::default()
+    })
+    .await;
+    let mut phone = app.phone("0712101501");
+    let number = buy_toilet_paper(&mut phone).await;
+    let order = wait_for_status(&app, &number, OrderStatus::Paid).await;
+    assert_eq!(order.payments[0].source, PaymentSource::Stk, "paid by the callback itself");
+    assert_eq!(
+        app.state.metrics.counter("duka_mpesa_callbacks_total", "outcome=\"unknown_checkout\""),
+        0
+    );
+}
