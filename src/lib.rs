@@ -10,8 +10,13 @@
 //! 4. [`jobs`] picks up the work the commit scheduled (the STK push, the receipt SMS) after the
 //!    reply has gone out.
 //!
+//! Money arrives through [`payments::callbacks`] (Safaricom's STK and paybill callbacks), where
+//! [`payments`] decides what each event does to the order, and leaves through [`sms`]'s outbox.
+//!
 //! [`keys`] documents the Redis key layout and why each key has its hash tag; [`store`] the
-//! four primitives everything is built from.
+//! four primitives everything is built from. The tools for people are [`operator`] (`duka
+//! order`), [`fixtures`] (`duka replay`, `serve --record`), [`dial`] (`duka dial`) and [`bench`]
+//! (`duka bench`).
 
 // Domain types, parsed at the edge.
 pub mod money;
