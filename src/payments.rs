@@ -114,6 +114,7 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
             result_desc,
             paid,
         } => {
+            let due = amount_due(order);
             let Some(current) = order.attempt_mut(*attempt) else {
                 return outcome;
             };
@@ -121,12 +122,12 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
             outcome.changed = true;
             match (result_code, paid) {
                 (0, Some(paid)) => {
-                    let payer = current.payer.digits().to_owned();
-                    let amount_ok = paid.amount.is_whole() && paid.amount == amount_due(order);
-                    let phone_ok = paid.phone.as_deref().is_none_or(|p| p == payer);
+                    let amount_ok = paid.amount.is_whole() && paid.amount == due;
+                    let phone_ok = paid
+                        .phone
+                        .as_deref()
+                        .is_none_or(|p| p == current.payer.digits());
                     if !(amount_ok && phone_ok) {
-                        let due = amount_due(order);
-                        let current = order.attempt_mut(*attempt).expect("found above");
                         if current.is_open() {
                             current.state = AttemptState::Failed;
                             current.result_code = Some(0);
@@ -162,7 +163,6 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                 }
                 (0, None) => {
                     // Success without metadata: not proof of an amount. Leave it to the query.
-                    let current = order.attempt_mut(*attempt).expect("found above");
                     current.result_desc = Some(result_desc.clone());
                     current.updated_at_ms = now_ms;
                 }

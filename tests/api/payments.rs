@@ -505,9 +505,15 @@ async fn a_callback_that_overtakes_the_push_reply_still_pays_the_order() {
     let mut phone = app.phone("0712101501");
     let number = buy_toilet_paper(&mut phone).await;
     let order = wait_for_status(&app, &number, OrderStatus::Paid).await;
-    assert_eq!(order.payments[0].source, PaymentSource::Stk, "paid by the callback itself");
     assert_eq!(
-        app.state.metrics.counter("duka_mpesa_callbacks_total", "outcome=\"unknown_checkout\""),
+        order.payments[0].source,
+        PaymentSource::Stk,
+        "paid by the callback itself"
+    );
+    assert_eq!(
+        app.state
+            .metrics
+            .counter("duka_mpesa_callbacks_total", "outcome=\"unknown_checkout\""),
         0
     );
 }
