@@ -137,6 +137,7 @@ impl TestCluster {
         {
             return Err(TestClusterError::CliNotInstalled);
         }
+        remove_stale_cluster_dirs();
         let node_timeout = NODE_TIMEOUT_MS.to_string();
         let mut nodes = Vec::with_capacity(NODES);
         for _ in 0..NODES {
@@ -655,6 +656,34 @@ impl Drop for TestCluster {
             .drain(..)
         {
             let _ = kill(&hung.pid);
+        }
+    }
+}
+
+/// Removes the directories of cluster nodes whose test process has exited.
+///
+/// A shared cluster lives in a static, which is never dropped: its servers die with the process
+/// (their watchdogs see to that) but their directories stay. Only this harness writes
+/// `nodes-*.conf`, so only such directories are touched.
+fn remove_stale_cluster_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("duka-redis-"))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let alive = std::path::Path::new("/proc").join(pid).exists();
+        let is_cluster_node = std::fs::read_dir(entry.path()).is_ok_and(|mut files| {
+            files.any(|f| f.is_ok_and(|f| f.file_name().to_string_lossy().starts_with("nodes-")))
+        });
+        if !alive && is_cluster_node {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -37,6 +37,8 @@ use tokio::time::Instant;
 
 use crate::helpers::{eventually, order_number_in};
 
+mod measure;
+
 /// Dial, then Shop › Household › Toilet Paper › 2 › Checkout › Pay with my number: seven hops.
 const PURCHASE: [&str; 6] = ["1", "2", "3", "2", "1", "1"];
 const APOLOGY: &str = "END Sorry, we could not complete that. Please try again.";
