@@ -10,8 +10,9 @@
 //! the nodes, and half of them start on each node, so checkouts (and the pushes and receipts that
 //! follow) happen on both.
 //!
-//! The cluster is shared by the tests of this binary, except by the failover test, which kills a
-//! master of its own cluster.
+//! The cluster is shared by the tests of this binary, except by the three that change it (a
+//! master killed, a master hung, a slot moved), which start one of their own. The measurements
+//! for the README's "Scaling" section live in `measure`, `#[ignore]`d.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -857,7 +858,7 @@ async fn unpaid_orders_expire_on_whichever_node_claims_them_with_one_notice_each
 }
 
 // ---------------------------------------------------------------------------------------------
-// A master dies mid-stream.
+// The cluster changes under the nodes: a master dies, a master hangs, a slot moves.
 
 /// What became of the orders placed while the master died, which the test cannot vouch for.
 #[derive(Debug, Default)]
