@@ -227,4 +227,53 @@ mod tests {
             cluster_slot(&keys.cart(&msisdn))
         );
     }
+
+    #[test]
+    fn an_orders_audit_receipt_notices_and_lock_share_the_shoppers_slot() {
+        let keys = Keys::new("duka");
+        let msisdn = Msisdn::parse("0712345678").unwrap();
+        let order_number = (0..)
+            .map(|i| format!("T{i}"))
+            .find(|n| shard_of(n) == shard_of(msisdn.digits()))
+            .unwrap();
+        let slot = cluster_slot(&keys.profile(&msisdn));
+        for key in [
+            keys.order(&order_number),
+            keys.audit(&order_number),
+            keys.message(&format!("{order_number}.r")),
+            keys.message(&format!("{order_number}.f2")),
+            keys.message(&format!("{}.n20000", msisdn.digits())),
+            keys.stk_lock(&msisdn),
+            keys.jobs(shard_of(&order_number)),
+        ] {
+            assert_eq!(cluster_slot(&key), slot, "{key}");
+        }
+    }
+
+    #[test]
+    fn the_prefix_does_not_move_a_shard_to_another_slot() {
+        let msisdn = Msisdn::parse("0712345678").unwrap();
+        assert_eq!(
+            cluster_slot(&Keys::new("duka").cart(&msisdn)),
+            cluster_slot(&Keys::new("t0123456789abcdef").cart(&msisdn))
+        );
+    }
+
+    #[test]
+    fn the_shards_have_slots_of_their_own_spread_over_an_even_three_master_split() {
+        let keys = Keys::new("duka");
+        let slots: std::collections::BTreeSet<u16> =
+            (0..SHARDS).map(|s| cluster_slot(&keys.jobs(s))).collect();
+        assert_eq!(slots.len(), usize::from(SHARDS));
+        // `redis-cli --cluster create` with three masters: 0-5460, 5461-10922, 10923-16383.
+        let mut per_master = [0; 3];
+        for slot in slots {
+            per_master[match slot {
+                0..=5460 => 0,
+                5461..=10922 => 1,
+                _ => 2,
+            }] += 1;
+        }
+        assert_eq!(per_master, [23, 20, 21]);
+    }
 }

@@ -262,7 +262,8 @@ impl Application {
             } => {
                 // Daraja refuses callback URLs it does not like only when it calls them, days
                 // later; say so now.
-                crate::mpesa::check_callback_url(&settings.stk_callback_url(&public_url), true)
+                let strict = !crate::config::is_loopback_url(base_url);
+                crate::mpesa::check_callback_url(&settings.stk_callback_url(&public_url), strict)
                     .context("DUKA_PUBLIC_URL cannot be Daraja's callback URL")?;
                 DarajaClient::new(DarajaConfig::new(
                     base_url.clone(),

@@ -205,3 +205,4 @@ mod tests {
         crate::store::contract_tests::all(&store).await;
     }
 }
+pub mod cluster;

@@ -9,13 +9,20 @@
 //! by every request, which reconnects by itself after Redis restarts. Requests in flight while
 //! Redis is away fail fast (a response timeout), so a USSD hop answers with an apology instead of
 //! hanging past the aggregator's deadline.
+//!
+//! A cluster connection is replaced by a fresh one when a call times out (see [`Cluster`]):
+//! redis-rs learns a new slot map only from a `MOVED` answer or a dropped connection, and a
+//! master that hangs instead of dying gives neither.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Script};
+use redis::{Cmd, RedisError, Script};
 
 use super::{Batch, Commit, Store, StoreError, Write};
 
@@ -74,7 +81,62 @@ return due
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Cluster>),
+}
+
+/// A cluster connection that is rebuilt from the seeds when a call times out.
+///
+/// redis-rs updates its slot map when a node answers `MOVED` or a connection drops, but it
+/// retries a timeout against the same node and never refreshes the map on its own. A master that
+/// hangs rather than dies (a network partition, a stalled VM, a frozen process) answers nothing
+/// at all: once its replica has taken over, the client would still send that master's slots to
+/// it, and every shopper and job queue of those slots would fail until the old master came back.
+/// A fresh connection asks a live seed for the slot map, so it finds the new master.
+struct Cluster {
+    client: ClusterClient,
+    current: RwLock<ClusterConnection>,
+    /// A rebuild is running (or has just finished): at most one per [`REBUILD_PAUSE`].
+    rebuilding: AtomicBool,
+}
+
+/// A burst of timeouts (every request to a hung master) causes one rebuild, not one each.
+const REBUILD_PAUSE: Duration = Duration::from_secs(1);
+
+impl Cluster {
+    fn connection(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the connection in the background if `error` is a timeout. The failing call is not
+    /// retried: it has used up its response timeout, and the next call gets the new connection.
+    fn rebuild_after(self: &Arc<Self>, error: &RedisError) {
+        if !error.is_timeout() || self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cluster = Arc::clone(self);
+        tokio::spawn(async move {
+            match cluster.client.get_async_connection().await {
+                Ok(fresh) => {
+                    *cluster
+                        .current
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = fresh;
+                    tracing::warn!(
+                        "a Redis Cluster call timed out; reconnected to relearn the slot map"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    error.message = %e,
+                    "a Redis Cluster call timed out and reconnecting failed; will retry on the next timeout"
+                ),
+            }
+            tokio::time::sleep(REBUILD_PAUSE).await;
+            cluster.rebuilding.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Redis as the store.
@@ -126,7 +188,11 @@ impl RedisStore {
             .get_async_connection()
             .await
             .map_err(StoreError::Unavailable)?;
-        let store = Self::with(Connection::Cluster(connection));
+        let store = Self::with(Connection::Cluster(Arc::new(Cluster {
+            client,
+            current: RwLock::new(connection),
+            rebuilding: AtomicBool::new(false),
+        })));
         store.load_scripts().await?;
         Ok(store)
     }
@@ -155,7 +221,10 @@ impl RedisStore {
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         match &self.connection {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => cmd
+                .query_async(&mut c.connection())
+                .await
+                .inspect_err(|e| c.rebuild_after(e)),
         }
         .map_err(StoreError::Unavailable)
     }
@@ -166,7 +235,10 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         match &self.connection {
             Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await,
-            Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+            Connection::Cluster(c) => invocation
+                .invoke_async(&mut c.connection())
+                .await
+                .inspect_err(|e| c.rebuild_after(e)),
         }
         .map_err(StoreError::Unavailable)
     }
