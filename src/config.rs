@@ -129,12 +129,8 @@ impl Settings {
                     .collect(),
             },
             (Some(url), None) => match url.strip_prefix("redis+cluster://") {
-                Some(hosts) => StoreSettings::Cluster {
-                    seeds: hosts
-                        .trim_end_matches('/')
-                        .split(',')
-                        .map(|h| format!("redis://{h}"))
-                        .collect(),
+                Some(rest) => StoreSettings::Cluster {
+                    seeds: cluster_seeds(rest),
                 },
                 None => StoreSettings::Redis { url },
             },
@@ -321,6 +317,22 @@ impl Settings {
     }
 }
 
+/// The seeds of `redis+cluster://[user:pw@]h1:p1,h2:p2[/]`: the credentials, given once before
+/// the first host, belong to every seed (the cluster client refuses seeds that differ).
+fn cluster_seeds(rest: &str) -> Vec<String> {
+    let rest = rest.trim_end_matches('/');
+    let (userinfo, hosts) = match rest.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), rest),
+    };
+    hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|host| format!("redis://{userinfo}{host}"))
+        .collect()
+}
+
 /// True for a URL on this machine (a local stand-in of an outside API, as in tests).
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|parsed| match parsed.host_str() {
@@ -480,6 +492,20 @@ mod tests {
                 seeds: vec![
                     "redis://10.0.0.1:7000".into(),
                     "redis://10.0.0.2:7000".into()
+                ]
+            }
+        );
+        let with_password = load(&[(
+            "REDIS_URL",
+            "redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7000/",
+        )])
+        .unwrap();
+        assert_eq!(
+            with_password.store,
+            StoreSettings::Cluster {
+                seeds: vec![
+                    "redis://:s3cret@10.0.0.1:7000".into(),
+                    "redis://:s3cret@10.0.0.2:7000".into()
                 ]
             }
         );

@@ -180,11 +180,12 @@ pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedSto
                 .await
                 .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?,
         ),
-        StoreSettings::Cluster { seeds } => Arc::new(
-            RedisStore::connect_cluster(seeds)
-                .await
-                .with_context(|| format!("could not connect to the Redis Cluster via {seeds:?}"))?,
-        ),
+        StoreSettings::Cluster { seeds } => {
+            Arc::new(RedisStore::connect_cluster(seeds).await.with_context(|| {
+                let seeds: Vec<String> = seeds.iter().map(|seed| redact_url(seed)).collect();
+                format!("could not connect to the Redis Cluster via {seeds:?}")
+            })?)
+        }
     })
 }
 
