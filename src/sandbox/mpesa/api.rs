@@ -305,11 +305,10 @@ fn accept_push(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> An
     state.transactions.insert(
         checkout_request_id.clone(),
         Transaction {
-            index: state.pushes.len(),
             result_queried: Arc::new(Notify::new()),
         },
     );
-    state.pushes.push(RecordedPush {
+    state.record_push(RecordedPush {
         checkout_request_id: checkout_request_id.clone(),
         merchant_request_id: merchant_request_id.clone(),
         phone: push.phone.clone(),
@@ -369,10 +368,16 @@ fn answer_query(_inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> 
         Ok(id) => id,
         Err(refusal) => return Answer::refusal(state, &refusal),
     };
-    let Some(transaction) = state.transactions.get(&checkout_request_id) else {
+    let Some(result_queried) = state
+        .transactions
+        .get(&checkout_request_id)
+        .map(|t| Arc::clone(&t.result_queried))
+    else {
         return Answer::refusal(state, &Refusal::invalid("CheckoutRequestID"));
     };
-    let push = &state.pushes[transaction.index];
+    let Some(push) = state.push_mut(&checkout_request_id) else {
+        return Answer::refusal(state, &Refusal::invalid("CheckoutRequestID"));
+    };
     let Some(result_code) = push.result_code else {
         return Answer::refusal(
             state,
@@ -380,7 +385,7 @@ fn answer_query(_inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> 
         );
     };
     // Releases a callback held for `Delivery::AfterQuery`.
-    transaction.result_queried.notify_one();
+    result_queried.notify_one();
     Answer::json(
         StatusCode::OK,
         &json!({

@@ -34,14 +34,12 @@ pub(crate) async fn run_push(
     prompt: Option<oneshot::Receiver<i64>>,
 ) {
     let Some((answer, callback_delay, prompt_timeout)) = ({
-        let state = inner.lock();
-        state.transactions.get(&checkout_request_id).map(|t| {
-            (
-                state.pushes[t.index].outcome.answer.clone(),
-                state.config.callback_delay,
-                state.config.prompt_timeout,
-            )
-        })
+        let mut state = inner.lock();
+        let (callback_delay, prompt_timeout) =
+            (state.config.callback_delay, state.config.prompt_timeout);
+        state
+            .push_mut(&checkout_request_id)
+            .map(|push| (push.outcome.answer.clone(), callback_delay, prompt_timeout))
     }) else {
         return;
     };
@@ -120,10 +118,10 @@ fn finish_push(
     result_code: i64,
 ) -> Option<StkCallbackToSend> {
     let mut state = inner.lock();
-    let (index, result_queried) = state
+    let result_queried = state
         .transactions
         .get(checkout_request_id)
-        .map(|t| (t.index, Arc::clone(&t.result_queried)))?;
+        .map(|t| Arc::clone(&t.result_queried))?;
     let now = state.config.clock.now();
     let receipt = (result_code == 0).then(|| state.ids.receipt(now));
     let two_decimals = match state.config.amount_format {
@@ -131,7 +129,7 @@ fn finish_push(
         AmountFormat::TwoDecimals => true,
         AmountFormat::Mixed => state.ids.coin(),
     };
-    let push = &mut state.pushes[index];
+    let push = state.push_mut(checkout_request_id)?;
     push.result_code = Some(result_code);
     push.receipt.clone_from(&receipt);
     let body = stk_callback_body(push, result_code, receipt.as_deref(), now, two_decimals);

@@ -38,7 +38,7 @@ pub(crate) struct State {
     pub tokens: HashMap<String, DateTime<Utc>>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
     pub pushes: Vec<RecordedPush>,
-    /// By `CheckoutRequestID`: the index in `pushes` and what the push's task waits on.
+    /// By `CheckoutRequestID`: what the push's task waits on (the push itself is in `pushes`).
     pub transactions: HashMap<String, Transaction>,
     /// Phones with a push the phone has not answered yet, to the push's `CheckoutRequestID`.
     pub busy_phones: HashMap<String, String>,
@@ -52,7 +52,6 @@ pub(crate) struct State {
 }
 
 pub(crate) struct Transaction {
-    pub index: usize,
     /// Signalled when a query reports the result, for [`super::Delivery::AfterQuery`].
     pub result_queried: Arc<Notify>,
 }
@@ -143,12 +142,12 @@ impl Inner {
     }
 
     pub(crate) fn record_request(&self, request: RecordedRequest) {
-        self.lock().requests.push(request);
+        crate::sandbox::record(&mut self.lock().requests, request);
         self.changed();
     }
 
     pub(crate) fn record_callback(&self, callback: RecordedCallback) {
-        self.lock().callbacks.push(callback);
+        crate::sandbox::record(&mut self.lock().callbacks, callback);
         self.changed();
     }
 
@@ -181,5 +180,29 @@ impl Inner {
             result_code,
         });
         self.changed();
+    }
+}
+
+impl State {
+    /// The recorded push with this id (recent pushes only: see [`crate::sandbox::MAX_RECORDS`]).
+    pub fn push_mut(&mut self, checkout_request_id: &str) -> Option<&mut RecordedPush> {
+        self.pushes
+            .iter_mut()
+            .rev()
+            .find(|p| p.checkout_request_id == checkout_request_id)
+    }
+
+    /// Records an accepted push, forgetting the oldest ones (and their transactions) beyond the
+    /// record limit.
+    pub fn record_push(&mut self, push: RecordedPush) {
+        crate::sandbox::record(&mut self.pushes, push);
+        if self.transactions.len() > 2 * crate::sandbox::MAX_RECORDS {
+            let kept: std::collections::HashSet<&str> = self
+                .pushes
+                .iter()
+                .map(|p| p.checkout_request_id.as_str())
+                .collect();
+            self.transactions.retain(|id, _| kept.contains(id.as_str()));
+        }
     }
 }

@@ -218,6 +218,7 @@ pub(super) fn schedule(
     });
     let mut state = shared.state();
     state.report_tasks.retain(|t| !t.is_finished());
+    state.report_tasks.retain(|task| !task.is_finished());
     state.report_tasks.push(task.abort_handle());
 }
 
@@ -258,7 +259,7 @@ pub(super) async fn post_and_record(
         response_status,
         error,
     };
-    shared.state().reports.push(posted.clone());
+    crate::sandbox::record(&mut shared.state().reports, posted.clone());
     shared.bump(|p| p.reports += 1);
     posted
 }

@@ -267,7 +267,7 @@ fn send_to_recipients(
             received_at: arrival.request.received_at,
             request_index,
         };
-        state.messages.push(sms.clone());
+        crate::sandbox::record(&mut state.messages, sms.clone());
         accepted.push(sms);
         recipients.push(RecipientResult {
             number,
@@ -282,7 +282,7 @@ fn send_to_recipients(
         Some(whole.unwrap_or_else(|| per_recipient.first().copied().unwrap_or(Step::Accept)));
     request.status = StatusCode::CREATED.as_u16();
     request.recipients = recipients.clone();
-    state.requests.push(request);
+    crate::sandbox::record(&mut state.requests, request);
     let scheduled: Vec<_> = accepted
         .iter()
         .map(|sms| (sms.clone(), reports::plan_for(&state, sms)))
@@ -328,7 +328,7 @@ fn send_to_recipients(
 }
 
 fn record_request(shared: &Shared, request: RecordedRequest) {
-    shared.state().requests.push(request);
+    crate::sandbox::record(&mut shared.state().requests, request);
     shared.bump(|p| p.requests += 1);
 }
 
