@@ -176,6 +176,19 @@ fn state(c: &mut Criterion) {
     group.finish();
 }
 
+/// `session::handle_hop` draws a fresh order number in the shopper's shard on every hop, in
+/// case the hop places an order.
+fn order_number(c: &mut Criterion) {
+    use rand::SeedableRng;
+    let mut group = c.benchmark_group("order_number");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let shard = duka::keys::shard_of("254712345678");
+    group.bench_function("draw_in_shard", |b| {
+        b.iter(|| duka::orders::draw_order_number(&mut rng, black_box(shard)))
+    });
+    group.finish();
+}
+
 /// The CPU of one hop as `session::handle_hop` spends it, without I/O.
 fn hop(c: &mut Criterion) {
     let mut group = c.benchmark_group("hop");
@@ -229,6 +242,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = engine;
     config = config();
-    targets = decode, transition, render, state, hop
+    targets = decode, transition, render, state, order_number, hop
 }
 criterion_main!(engine);
