@@ -29,6 +29,8 @@ use crate::store::Batch;
 pub const LEASE_MS: i64 = 30_000;
 /// How many jobs of one shard a worker claims at once.
 const CLAIM_BATCH: usize = 32;
+/// How long a stopping node waits for its running jobs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How many jobs one node runs at the same time.
 const CONCURRENT_JOBS: usize = 64;
 
@@ -170,13 +172,19 @@ pub async fn run_worker(
             }
             _ = sweep.tick() => {
                 for shard in 0..SHARDS {
+                    // A store that is down makes each claim wait for its timeout: stop sweeping
+                    // as soon as shutdown is asked for rather than after all 64 shards.
+                    if *shutdown.borrow() {
+                        break;
+                    }
                     claim_and_run(&shop, &handler, &permits, shard).await;
                 }
             }
         }
     }
-    // Let running jobs finish (their leases would hand them over anyway).
-    let _ = permits.acquire_many(CONCURRENT_JOBS as u32).await;
+    // Let running jobs finish, for a while: their leases hand unfinished ones to another node.
+    let _ =
+        tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(CONCURRENT_JOBS as u32)).await;
 }
 
 async fn claim_and_run(

@@ -135,6 +135,66 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: Option<&[u8]>, what: &str) -> Optio
     }
 }
 
+/// What the engine made of a hop's inputs.
+struct Walked {
+    state: MenuState,
+    reply: Reply,
+    cart: Cart,
+    profile: Profile,
+    effects: Vec<Effect>,
+}
+
+/// Runs the engine over a hop's inputs: the first screen of a new session (or the resumed
+/// one), then each input against the cart and profile as the previous step left them.
+fn walk(
+    shop: &Shop,
+    req: &UssdRequest,
+    (cart, profile): (&Cart, &Profile),
+    resumed: Option<(MenuState, Reply)>,
+    inputs: &[String],
+    order_number: &str,
+    now_ms: i64,
+) -> Walked {
+    let mut walked = Walked {
+        state: MenuState::default(),
+        reply: Reply::con(""),
+        cart: cart.clone(),
+        profile: profile.clone(),
+        effects: Vec::new(),
+    };
+    let run = |walked: &mut Walked, engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
+        let step = engine(&Hop {
+            catalog: &shop.catalog,
+            msisdn: &req.msisdn,
+            cart: &walked.cart,
+            profile: &walked.profile,
+            paybill: &shop.settings.paybill,
+            new_order_number: order_number,
+            now_ms,
+        });
+        walked.cart = step.cart;
+        walked.profile = step.profile;
+        walked.effects.extend(step.effects);
+        walked.state = step.state;
+        walked.reply = step.reply;
+    };
+    match resumed {
+        Some((state, reply)) => {
+            walked.state = state;
+            walked.reply = reply;
+        }
+        None => run(&mut walked, &menu::start),
+    }
+    for input in inputs {
+        if walked.reply.end {
+            break;
+        }
+        let state = walked.state.clone();
+        run(&mut walked, &|hop| menu::step(hop, &state, input));
+    }
+    walked
+}
+
 /// Answers one hop. See the module docs for the steps.
 ///
 /// # Errors
@@ -183,37 +243,35 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             (Plan::Repeat, None) => (Vec::new(), None, 0),
         };
 
-        let order_number = shop.draw_order_number(&req.msisdn);
         let now_ms = shop.clock.now_ms();
-        let mut new_cart = cart.clone();
-        let mut new_profile = profile.clone();
-        let mut effects = Vec::new();
-        // Runs one engine call against the cart and profile as the previous call left them.
-        let mut run = |engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
-            let step = engine(&Hop {
-                catalog: &shop.catalog,
-                msisdn: &req.msisdn,
-                cart: &new_cart,
-                profile: &new_profile,
-                paybill: &shop.settings.paybill,
-                new_order_number: &order_number,
+        let walk = |order_number: &str| {
+            walk(
+                shop,
+                req,
+                (&cart, &profile),
+                resumed.clone(),
+                &inputs,
+                order_number,
                 now_ms,
-            });
-            new_cart = step.cart;
-            new_profile = step.profile;
-            effects.extend(step.effects);
-            (step.state, step.reply)
+            )
         };
-        let (mut state, mut reply) = match resumed {
-            Some(resumed) => resumed,
-            None => run(&menu::start),
-        };
-        for input in &inputs {
-            if reply.end {
-                break;
-            }
-            (state, reply) = run(&|hop| menu::step(hop, &state, input));
+        // Only a checkout needs an order number, and drawing one costs ~64 tries: walk without
+        // one, and again with a fresh number if the walk placed an order (the engine is pure).
+        let mut walked = walk("");
+        if walked
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::PlaceOrder { .. }))
+        {
+            walked = walk(&shop.draw_order_number(&req.msisdn));
         }
+        let Walked {
+            state,
+            reply,
+            cart: new_cart,
+            profile: new_profile,
+            effects,
+        } = walked;
         lang = new_profile.lang();
 
         let text = match &req.input {
