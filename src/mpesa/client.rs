@@ -435,25 +435,13 @@ impl DarajaClient {
         body: &B,
     ) -> Result<Reply, MpesaError> {
         let url = format!("{}{}", self.inner.base_url, endpoint.path());
-        let response = self
+        let request = self
             .inner
             .http
             .post(url)
             .bearer_auth(token.value.expose_secret())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| from_transport(endpoint, e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| MpesaError::NoReply { endpoint, source })?;
-        Ok(Reply {
-            endpoint,
-            status,
-            body,
-        })
+            .json(body);
+        send(endpoint, request).await
     }
 
     /// The cached token, or a new one. Waits behind a refresh already running.
@@ -484,27 +472,12 @@ impl DarajaClient {
             self.inner.base_url,
             endpoint.path()
         );
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .basic_auth(
-                &self.inner.consumer_key,
-                Some(self.inner.consumer_secret.expose_secret()),
-            )
-            .send()
-            .await
-            .map_err(|e| from_transport(endpoint, e))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| MpesaError::NoReply { endpoint, source })?;
-        let reply = Reply {
-            endpoint,
-            status,
-            body,
-        };
+        let request = self.inner.http.get(url).basic_auth(
+            &self.inner.consumer_key,
+            Some(self.inner.consumer_secret.expose_secret()),
+        );
+        let reply = send(endpoint, request).await?;
+        let status = reply.status;
         if !status.is_success() {
             return Err(reply.error());
         }
@@ -703,6 +676,25 @@ impl Reply {
         }
         serde_json::from_slice(&self.body).map_err(|_| self.error())
     }
+}
+
+/// Sends a request and reads its whole reply. A failure to connect means the request never
+/// left; a failure while reading means it may have arrived (see [`MpesaError::disposition`]).
+async fn send(endpoint: Endpoint, request: reqwest::RequestBuilder) -> Result<Reply, MpesaError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| from_transport(endpoint, e))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| MpesaError::NoReply { endpoint, source })?;
+    Ok(Reply {
+        endpoint,
+        status,
+        body,
+    })
 }
 
 #[cfg(test)]
