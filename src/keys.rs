@@ -215,20 +215,6 @@ mod tests {
     }
 
     #[test]
-    fn an_order_in_the_shoppers_shard_shares_the_shoppers_slot() {
-        let keys = Keys::new("duka");
-        let msisdn = Msisdn::parse("0712345678").unwrap();
-        let order_number = (0..)
-            .map(|i| format!("T{i}"))
-            .find(|n| shard_of(n) == shard_of(msisdn.digits()))
-            .unwrap();
-        assert_eq!(
-            cluster_slot(&keys.order(&order_number)),
-            cluster_slot(&keys.cart(&msisdn))
-        );
-    }
-
-    #[test]
     fn an_orders_audit_receipt_notices_and_lock_share_the_shoppers_slot() {
         let keys = Keys::new("duka");
         let msisdn = Msisdn::parse("0712345678").unwrap();
