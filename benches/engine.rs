@@ -85,6 +85,8 @@ impl Phone {
             reply: self.reply.clone(),
             menu: self.state.clone(),
             hops: 6,
+            hop_id: None,
+            at_ms: 0,
         }
     }
 }
@@ -220,6 +222,8 @@ fn hop(c: &mut Criterion) {
                 reply: step.reply.clone(),
                 menu: step.state,
                 hops: session.hops + 1,
+                hop_id: None,
+                at_ms: 0,
             };
             let encoded_session = serde_json::to_vec(&record).expect("encodes");
             let encoded_cart = serde_json::to_vec(&step.cart).expect("encodes");

@@ -50,10 +50,14 @@ use crate::menu::Catalog;
 /// Arguments of `duka bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// The server to load: its base URL (`http://127.0.0.1:8080`, hops go to
-    /// `/ussd/africastalking`) or the full callback URL. Loopback addresses only.
+    /// The server to load: its base URL (`http://127.0.0.1:8080`, with the secret path segment
+    /// if it has one) or a full callback URL. Loopback addresses only.
     #[arg(long, required_unless_present_any = ["self_test", "trivial_server"])]
     pub url: Option<String>,
+    /// The gateway whose requests the shoppers send (africastalking, hubtel, emergent, arkesel,
+    /// nalo, beem, safaricom, airtel, infobip, cellulant).
+    #[arg(long, default_value = "africastalking")]
+    pub gateway: String,
     /// How many shopper sessions to run at most.
     #[arg(long, default_value_t = 10_000)]
     pub sessions: u64,
@@ -128,10 +132,14 @@ pub fn parse_target(url: &str) -> Result<Target, TargetError> {
         return Err(TargetError::NotLoopback(ip.to_string()));
     }
     let port = parsed.port_or_known_default().unwrap_or(80);
-    let path = match parsed.path() {
-        "" | "/" => "/ussd/africastalking".to_owned(),
-        path => path.to_owned(),
-    };
+    // A URL may name the gateway's own path (`…/ussd/africastalking`): what comes before
+    // `/ussd/` is the prefix (a secret path segment, or nothing).
+    let path = parsed.path();
+    let prefix = path
+        .find("/ussd/")
+        .map_or(path, |at| &path[..at])
+        .trim_end_matches('/')
+        .to_owned();
     let host = match parsed.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
@@ -139,7 +147,7 @@ pub fn parse_target(url: &str) -> Result<Target, TargetError> {
     Ok(Target {
         addr: SocketAddr::new(ip, port),
         host,
-        path,
+        prefix,
     })
 }
 
@@ -179,12 +187,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .context("--url is required (or --self-test)")?;
         (parse_target(url)?, None)
     };
-    let url = format!("http://{}{}", target.host, target.path);
+    let gateway = crate::gateway::by_name(&args.gateway).with_context(|| {
+        format!(
+            "--gateway {:?} is not one Duka speaks ({})",
+            args.gateway,
+            crate::gateway::names()
+        )
+    })?;
+    anyhow::ensure!(
+        !args.self_test || gateway.name() == crate::gateway::africastalking::NAME,
+        "--self-test's trivial server speaks only africastalking"
+    );
+    let url = format!(
+        "http://{}{} as {}",
+        target.host,
+        target.prefix,
+        gateway.title()
+    );
 
     let tag = rand::random::<u32>() % 100_000_000;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let run = Arc::new(Run::new(
+        gateway,
         plan,
         expected,
         tag,
@@ -306,15 +331,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_base_url_posts_to_the_africastalking_callback() {
+    fn a_base_url_or_a_gateway_url_gives_the_server_and_its_prefix() {
         let target = parse_target("http://127.0.0.1:8080").unwrap();
         assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(target.host, "127.0.0.1:8080");
-        assert_eq!(target.path, "/ussd/africastalking");
+        assert_eq!(target.prefix, "");
         let full = parse_target("http://localhost:9000/ussd/africastalking").unwrap();
         assert_eq!(full.addr, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(full.host, "localhost:9000");
-        assert_eq!(full.path, "/ussd/africastalking");
+        assert_eq!(full.prefix, "");
+        let secret = parse_target("http://127.0.0.1:8080/s3cr3t-path-0123456/ussd/hubtel").unwrap();
+        assert_eq!(secret.prefix, "/s3cr3t-path-0123456");
         let v6 = parse_target("http://[::1]:8080/").unwrap();
         assert_eq!(v6.addr, "[::1]:8080".parse().unwrap());
     }

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::gateway::guard::UssdGuard;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -69,8 +71,12 @@ pub struct Settings {
     pub mpesa_query_after: Duration,
     pub order_ttl: Duration,
     pub mpesa_allowed_ips: Vec<IpNet>,
+    /// Who may call the USSD routes (`DUKA_USSD_SECRET`, `DUKA_USSD_ALLOWED_IPS[_<GATEWAY>]`).
+    pub ussd: UssdGuard,
     pub sms: SmsSettings,
     pub record_dir: Option<PathBuf>,
+    /// Which sessions `--record` writes (set from `serve`'s flags and their variables).
+    pub record_filter: crate::fixtures::record::RecordFilter,
     /// `json` for production log shippers, anything else for compact human logs.
     pub log_format: String,
 }
@@ -217,23 +223,9 @@ impl Settings {
         let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
         let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
 
-        let mpesa_allowed_ips = var("MPESA_ALLOWED_IPS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .filter_map(|entry| match parse_ip_or_net(entry) {
-                        Some(net) => Some(net),
-                        None => {
-                            problems.push(format!(
-                                "MPESA_ALLOWED_IPS: not an address or CIDR: {entry:?}"
-                            ));
-                            None
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mpesa_allowed_ips =
+            ip_list("MPESA_ALLOWED_IPS", var("MPESA_ALLOWED_IPS"), &mut problems);
+        let ussd = ussd_guard(&var, &mut problems);
 
         let sms = match (var("AT_BASE_URL"), var("AT_USERNAME"), var("AT_API_KEY")) {
             (None, None, None) => SmsSettings::Sandbox,
@@ -281,8 +273,10 @@ impl Settings {
             mpesa_query_after,
             order_ttl,
             mpesa_allowed_ips,
+            ussd,
             sms,
             record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
+            record_filter: Default::default(),
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
         };
         if problems.is_empty() {
@@ -379,6 +373,64 @@ fn parse_ip_or_net(entry: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .ok()
         .or_else(|| entry.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// A comma-separated list of addresses and CIDRs; every bad entry is a problem.
+fn ip_list(name: &str, raw: Option<String>, problems: &mut Vec<String>) -> Vec<IpNet> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|entry| match parse_ip_or_net(entry) {
+            Some(net) => Some(net),
+            None => {
+                problems.push(format!("{name}: not an address or CIDR: {entry:?}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// The USSD routes' secret path segment and allow-lists.
+fn ussd_guard(var: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> UssdGuard {
+    let secret = var("DUKA_USSD_SECRET");
+    if let Some(secret) = &secret {
+        if secret.len() < 16
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            problems.push(
+                "DUKA_USSD_SECRET: use at least 16 letters, digits, - or _ (it is a URL path segment)"
+                    .to_owned(),
+            );
+        }
+    }
+    let per_gateway = crate::gateway::GATEWAYS
+        .iter()
+        .filter_map(|gateway| {
+            let name = format!(
+                "DUKA_USSD_ALLOWED_IPS_{}",
+                gateway.name().to_ascii_uppercase()
+            );
+            let raw = var(&name)?;
+            Some((
+                gateway.name().to_owned(),
+                ip_list(&name, Some(raw), problems),
+            ))
+        })
+        .collect();
+    UssdGuard {
+        secret: secret.map(SecretString::from),
+        allowed_ips: ip_list(
+            "DUKA_USSD_ALLOWED_IPS",
+            var("DUKA_USSD_ALLOWED_IPS"),
+            problems,
+        ),
+        per_gateway,
+    }
 }
 
 #[cfg(test)]

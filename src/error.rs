@@ -1,12 +1,14 @@
 //! Errors of the HTTP handlers, and how each is shown to its caller, in one place.
 //!
-//! The aggregator is the client of the USSD route and decides what the shopper sees: an HTTP
-//! error or a body without `CON`/`END` ends the session with a cryptic network message. So an
-//! internal failure is answered `200 END` with a short apology in the shopper's language, and
-//! only a request that is not a well-formed callback at all gets a plain 400.
+//! The aggregator is the client of the USSD routes and decides what the shopper sees. A hop
+//! that fails inside Duka is not an error here: [`crate::ussd::answer`] turns it into an
+//! apology screen, because an HTTP error ends the session with a cryptic network message. Only
+//! a request that is not a well-formed callback at all gets a 400, in the gateway's own error
+//! shape: plain text for the text gateways, `{"error": …}` for the JSON ones, Infobip's
+//! `responseExitCode` object for Infobip.
 //!
 //! Rendering has no side effects: the error rides along in the response's extensions and
-//! [`log_app_errors`] logs it once, with its whole cause chain.
+//! [`log_app_errors`] logs it once.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -17,22 +19,52 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::gateway::BadCallback;
-use crate::session::HopError;
 
 /// A handler failure.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Not a well-formed callback: 400 with the reason, nothing changed.
-    #[error("bad callback: {0}")]
-    BadCallback(#[from] BadCallback),
-    /// The hop failed inside Duka: `200 END <apology>`.
-    #[error("the USSD hop failed")]
-    Hop {
+    #[error("bad callback: {error}")]
+    BadCallback {
         #[source]
-        source: HopError,
-        /// The apology in the shopper's language, rendered by the caller from the menus.
-        apology: String,
+        error: BadCallback,
+        shape: ErrorShape,
     },
+}
+
+/// How a gateway expects to read an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// `text/plain`: Africa's Talking, Safaricom, Airtel, Cellulant.
+    Text,
+    /// `{"error": "…"}`: the JSON gateways without an error shape of their own.
+    Json,
+    /// Infobip's reply object with `responseExitCode: 400`.
+    Infobip,
+}
+
+impl AppError {
+    /// A malformed callback answered in plain text.
+    pub fn text(error: BadCallback) -> Self {
+        AppError::BadCallback {
+            error,
+            shape: ErrorShape::Text,
+        }
+    }
+
+    /// A malformed callback answered as `{"error": …}`.
+    pub fn json(error: BadCallback) -> Self {
+        AppError::BadCallback {
+            error,
+            shape: ErrorShape::Json,
+        }
+    }
+}
+
+impl From<BadCallback> for AppError {
+    fn from(error: BadCallback) -> Self {
+        AppError::text(error)
+    }
 }
 
 /// The error as logged by [`log_app_errors`].
@@ -41,17 +73,28 @@ pub struct LoggedError(pub Arc<AppError>);
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut response = match &self {
-            AppError::BadCallback(e) => (
+        let AppError::BadCallback { error, shape } = &self;
+        let message = format!("bad callback: {error}");
+        let mut response = match shape {
+            ErrorShape::Text => (
                 StatusCode::BAD_REQUEST,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                format!("bad callback: {e}\n"),
+                format!("{message}\n"),
             )
                 .into_response(),
-            AppError::Hop { apology, .. } => (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                format!("END {apology}"),
+            ErrorShape::Json => (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({ "error": message })),
+            )
+                .into_response(),
+            ErrorShape::Infobip => (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({
+                    "shouldClose": true,
+                    "ussdMenu": "",
+                    "responseExitCode": 400,
+                    "responseMessage": message,
+                })),
             )
                 .into_response(),
         };
@@ -63,19 +106,11 @@ impl IntoResponse for AppError {
 }
 
 /// Logs every [`AppError`] once, where it is handled: malformed callbacks as warnings (someone
-/// else's bug), internal failures as errors (ours to act on).
+/// else's bug).
 pub async fn log_app_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if let Some(LoggedError(error)) = response.extensions().get::<LoggedError>() {
-        let chain = error_chain(error.as_ref());
-        match error.as_ref() {
-            AppError::BadCallback(_) => {
-                tracing::warn!(error.message = %error, "rejected a malformed callback")
-            }
-            AppError::Hop { .. } => {
-                tracing::error!(error.message = %error, error.cause_chain = %chain, "USSD hop failed; answered with an apology")
-            }
-        }
+        tracing::warn!(error.message = %error, "rejected a malformed callback");
     }
     response
 }

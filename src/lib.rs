@@ -1,8 +1,10 @@
 //! Duka: a USSD and SMS shop.
 //!
 //! # A request, through the modules
-//! 1. [`gateway::africastalking`] turns Africa's Talking's form into a gateway-neutral
-//!    [`gateway::UssdRequest`], and renders the [`menu::Reply`] back as `CON …`/`END …`.
+//! 1. An adapter in [`gateway`] (one file per aggregator: Africa's Talking, Hubtel, …) turns its
+//!    wire request into a gateway-neutral [`gateway::UssdRequest`]; [`ussd::answer`] owns the hop
+//!    (span, recording, metrics, the apology), and the adapter renders the [`menu::Reply`] back
+//!    in its wire format.
 //! 2. [`session`] reads the session, cart and profile in one round trip, works out the new input
 //!    from the cumulative text, and runs [`menu::engine`] (pure: no I/O, no clock).
 //! 3. [`session`] commits the new state, and any order the step placed, in a second round trip,
@@ -32,6 +34,7 @@ pub mod store;
 pub mod gateway;
 pub mod session;
 pub mod shop;
+pub mod ussd;
 // Background work, payments and SMS.
 pub mod background;
 pub mod jobs;

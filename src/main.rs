@@ -29,6 +29,16 @@ enum Command {
         /// Write every finished session as a fixture into this folder (or DUKA_RECORD_DIR).
         #[arg(long, env = "DUKA_RECORD_DIR")]
         record: Option<PathBuf>,
+        /// Record only this share of sessions, 0 to 1 or a percentage (`0.05`, `5%`), chosen by
+        /// session id so every node agrees.
+        #[arg(long, env = "DUKA_RECORD_SAMPLE", value_parser = parse_share)]
+        record_sample: Option<f64>,
+        /// Record only this shopper's sessions (any number format: `0712…`, `+254712…`).
+        #[arg(long, env = "DUKA_RECORD_PHONE", value_parser = parse_phone)]
+        record_phone: Option<duka::msisdn::Msisdn>,
+        /// Record only sessions on this service code (`*384*12#`).
+        #[arg(long, env = "DUKA_RECORD_SERVICE_CODE")]
+        record_service_code: Option<String>,
     },
     /// Replay recorded session fixtures; prints a diff per failure and `N passed, N failed`.
     Replay(duka::fixtures::ReplayArgs),
@@ -86,9 +96,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { record } => {
+        Command::Serve {
+            record,
+            record_sample,
+            record_phone,
+            record_service_code,
+        } => {
             let mut settings = Settings::from_env()?;
             settings.record_dir = record.or(settings.record_dir);
+            settings.record_filter = duka::fixtures::record::RecordFilter {
+                sample: record_sample,
+                phone: record_phone,
+                service_code: record_service_code,
+            };
             duka::telemetry::init(&settings.log_format);
             let app = Application::build(settings, BuildOptions::default()).await?;
             tracing::info!("Duka listening on http://{}", app.local_addr());
@@ -168,4 +188,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+/// A share of sessions: `0.05` or `5%`.
+fn parse_share(raw: &str) -> Result<f64, String> {
+    let raw = raw.trim();
+    let share = match raw.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => raw.parse::<f64>(),
+    }
+    .map_err(|_| format!("{raw:?} is not a share such as 0.05 or 5%"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{raw:?} is outside 0 to 1 (0% to 100%)"))
+    }
+}
+
+fn parse_phone(raw: &str) -> Result<duka::msisdn::Msisdn, String> {
+    duka::msisdn::Msisdn::parse(raw).map_err(|e| e.to_string())
 }

@@ -39,7 +39,24 @@ pub struct SessionRecord {
     /// Hops answered, retransmissions excluded.
     #[serde(rename = "h")]
     pub hops: u32,
+    /// The gateway's number for the last hop, when it sends one (Hubtel's `Sequence`).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub hop_id: Option<String>,
+    /// When the last hop was answered (shop clock, ms): a per-hop gateway's same input again
+    /// within [`RESEND_WINDOW_MS`] is a retransmission.
+    #[serde(rename = "a", default)]
+    pub at_ms: i64,
 }
+
+/// How soon the same input again, on a per-hop gateway that numbers no hops, is taken for the
+/// gateway resending the hop rather than the shopper typing it twice.
+///
+/// A person cannot read a screen, type and have the network carry the answer in under about
+/// two seconds; a gateway that lost our answer resends within its own timeout of a few. Taking
+/// a real second input for a resend only shows the same screen again (the shopper types it
+/// once more); taking a resend for a second input could add a cart line twice. So the window
+/// leans long.
+pub const RESEND_WINDOW_MS: i64 = 3_000;
 
 /// What the shopper's latest request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,13 +74,25 @@ pub enum Plan {
 /// For a cumulative text, the new input is the text beyond the one already processed, minus the
 /// `*` separator: a `*` the shopper typed inside an input survives. Only a deep dial (the first
 /// hop of a session arriving with text) is split on `*`, since there the `*`s are the dial's.
-pub fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
+///
+/// For a per-hop gateway, a dial on a session that exists is a duplicate start and a typed
+/// input is a retransmission when it carries the last hop's number, or, from a gateway that
+/// numbers no hops, when it is the last input again within [`RESEND_WINDOW_MS`]. A typed input
+/// for a session Duka does not know (it expired, or the store lost it) starts one: the shopper
+/// sees the first screen rather than an error.
+pub fn plan(
+    session: Option<&SessionRecord>,
+    input: &HopInput,
+    hop_id: Option<&str>,
+    now_ms: i64,
+) -> Plan {
     match (session, input) {
         (None, HopInput::Cumulative(text)) if text.is_empty() => Plan::Start(Vec::new()),
         (None, HopInput::Cumulative(text)) => {
             Plan::Start(text.split('*').map(str::to_owned).collect())
         }
-        (None, HopInput::Latest(inputs)) => Plan::Start(inputs.clone()),
+        (None, HopInput::Dial(inputs)) => Plan::Start(inputs.clone()),
+        (None, HopInput::Typed(_)) => Plan::Start(Vec::new()),
         (Some(session), _) if session.reply.end => Plan::Repeat,
         (Some(session), HopInput::Cumulative(text)) => {
             if *text == session.text {
@@ -84,7 +113,23 @@ pub fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
                 Plan::Repeat
             }
         }
-        (Some(_), HopInput::Latest(inputs)) => Plan::Continue(inputs.clone()),
+        (Some(_), HopInput::Dial(_)) => Plan::Repeat,
+        (Some(session), HopInput::Typed(typed)) => {
+            let resent = match (hop_id, session.hop_id.as_deref()) {
+                (Some(id), Some(last)) => id == last,
+                (Some(_), None) => false,
+                (None, _) => {
+                    session.hops > 1
+                        && *typed == session.text
+                        && now_ms.saturating_sub(session.at_ms) < RESEND_WINDOW_MS
+                }
+            };
+            if resent {
+                Plan::Repeat
+            } else {
+                Plan::Continue(vec![typed.clone()])
+            }
+        }
     }
 }
 
@@ -223,8 +268,12 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         let cart: Cart = decode(cart_raw.as_deref(), "cart").unwrap_or_default();
         let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
         lang = profile.lang();
+        let now_ms = shop.clock.now_ms();
 
-        let (inputs, resumed, hops) = match (plan(session.as_ref(), &req.input), session) {
+        let (inputs, resumed, hops) = match (
+            plan(session.as_ref(), &req.input, req.hop_id.as_deref(), now_ms),
+            session,
+        ) {
             (Plan::Repeat, Some(session)) => {
                 tracing::Span::current().record("menu.id", session.menu.screen_id());
                 return Ok(HopResult {
@@ -243,7 +292,6 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             (Plan::Repeat, None) => (Vec::new(), None, 0),
         };
 
-        let now_ms = shop.clock.now_ms();
         let walk = |order_number: &str| {
             walk(
                 shop,
@@ -275,14 +323,16 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         lang = new_profile.lang();
 
         let text = match &req.input {
-            HopInput::Cumulative(text) => text.clone(),
-            HopInput::Latest(_) => String::new(),
+            HopInput::Cumulative(text) | HopInput::Typed(text) => text.clone(),
+            HopInput::Dial(_) => String::new(),
         };
         let record = SessionRecord {
             text,
             reply: reply.clone(),
             menu: state,
             hops: hops + 1,
+            hop_id: req.hop_id.clone(),
+            at_ms: now_ms,
         };
 
         let mut batch = Batch::new();
@@ -393,7 +443,23 @@ mod tests {
             },
             menu: MenuState::default(),
             hops: 1,
+            hop_id: None,
+            at_ms: 0,
         }
+    }
+
+    /// A per-hop session after `hops` hops, the last typed `text` at 10 s, numbered `hop_id`.
+    fn per_hop(text: &str, hops: u32, hop_id: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            hops,
+            hop_id: hop_id.map(str::to_owned),
+            at_ms: 10_000,
+            ..session(text, false)
+        }
+    }
+
+    fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
+        super::plan(session, input, None, 0)
     }
 
     fn cumulative(text: &str) -> HopInput {
@@ -470,12 +536,91 @@ mod tests {
     }
 
     #[test]
-    fn per_hop_gateways_pass_their_inputs_through() {
-        let latest = HopInput::Latest(vec!["2".into()]);
-        assert_eq!(plan(None, &latest), Plan::Start(vec!["2".into()]));
+    fn a_per_hop_dial_starts_with_its_deep_dial_inputs() {
+        let dial = HopInput::Dial(vec!["2".into()]);
+        assert_eq!(plan(None, &dial), Plan::Start(vec!["2".into()]));
         assert_eq!(
-            plan(Some(&session("", false)), &latest),
-            Plan::Continue(vec!["2".into()])
+            plan(None, &HopInput::Dial(vec![])),
+            Plan::Start(vec![]),
+            "a plain dial"
         );
+    }
+
+    #[test]
+    fn a_dial_on_a_session_that_exists_is_a_duplicate_start() {
+        let dial = HopInput::Dial(vec![]);
+        assert_eq!(plan(Some(&per_hop("", 1, None)), &dial), Plan::Repeat);
+        assert_eq!(plan(Some(&per_hop("3", 4, None)), &dial), Plan::Repeat);
+    }
+
+    #[test]
+    fn a_typed_input_is_taken_whole_star_included() {
+        let typed = HopInput::Typed("0712*345".into());
+        assert_eq!(
+            plan(Some(&per_hop("", 1, None)), &typed),
+            Plan::Continue(vec!["0712*345".into()])
+        );
+    }
+
+    #[test]
+    fn the_same_hop_number_again_is_a_retransmission() {
+        let typed = HopInput::Typed("2".into());
+        let session = per_hop("2", 3, Some("3"));
+        assert_eq!(
+            super::plan(Some(&session), &typed, Some("3"), 60_000),
+            Plan::Repeat,
+            "however late it comes"
+        );
+        assert_eq!(
+            super::plan(Some(&session), &typed, Some("4"), 10_100),
+            Plan::Continue(vec!["2".into()]),
+            "a new number is a new hop, even with the same input at once"
+        );
+    }
+
+    #[test]
+    fn without_hop_numbers_the_same_input_soon_after_is_a_retransmission() {
+        let typed = HopInput::Typed("2".into());
+        let session = per_hop("2", 3, None);
+        assert_eq!(
+            super::plan(Some(&session), &typed, None, 10_000 + RESEND_WINDOW_MS - 1),
+            Plan::Repeat
+        );
+        assert_eq!(
+            super::plan(Some(&session), &typed, None, 10_000 + RESEND_WINDOW_MS),
+            Plan::Continue(vec!["2".into()]),
+            "typed again later is the shopper's"
+        );
+        assert_eq!(
+            super::plan(Some(&session), &HopInput::Typed("1".into()), None, 10_001),
+            Plan::Continue(vec!["1".into()]),
+            "another input is never a resend"
+        );
+    }
+
+    #[test]
+    fn a_typed_input_for_an_unknown_session_shows_the_first_screen() {
+        assert_eq!(
+            plan(None, &HopInput::Typed("2".into())),
+            Plan::Start(vec![])
+        );
+    }
+
+    #[test]
+    fn old_session_records_without_the_new_fields_still_load() {
+        let mut old = serde_json::to_value(per_hop("1*2", 2, Some("9"))).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        assert!(fields.remove("k").is_some() && fields.remove("a").is_some());
+        let record: SessionRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((record.hop_id, record.at_ms, record.hops), (None, 0, 2));
+        let record = per_hop("2", 3, Some("7"));
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains(r#""k":"7""#) && json.contains(r#""a":10000"#));
+        assert_eq!(
+            serde_json::from_str::<SessionRecord>(&json).unwrap(),
+            record
+        );
+        let plain = serde_json::to_string(&session("1", false)).unwrap();
+        assert!(!plain.contains(r#""k""#), "no hop id, no key: {plain}");
     }
 }

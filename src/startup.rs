@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::background::Background;
 use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
 use crate::fixtures::record::Recorder;
-use crate::gateway::africastalking::SessionEnd;
+use crate::gateway::guard::UssdGuard;
 use crate::jobs::{run_worker, JobHandler};
 use crate::keys::Keys;
 use crate::menu::Catalog;
@@ -50,26 +50,14 @@ pub struct AppState {
     pub callbacks: Arc<CallbackGuard>,
     /// Writes finished sessions as fixtures (`duka serve --record DIR`); `None` when not asked.
     pub recorder: Option<Arc<Recorder>>,
+    /// Who may call the USSD routes.
+    pub ussd: Arc<UssdGuard>,
 }
 
 /// Who may post payment callbacks.
 pub struct CallbackGuard {
     pub secret: secrecy::SecretString,
     pub allowed_ips: Vec<ipnet::IpNet>,
-}
-
-impl AppState {
-    /// Africa's Talking says a session is over on the phone: nudge a shopper who dropped off.
-    pub async fn session_ended(&self, end: &SessionEnd) {
-        match crate::sms::nudge::nudge_after_drop_off(&self.shop, end).await {
-            Ok(true) => {
-                self.metrics.inc("duka_sms_nudges_total", &[]);
-                tracing::info!(msisdn.masked = %end.msisdn, "shopper dropped off with a full cart; nudge queued");
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error.message = %e, "could not queue a drop-off nudge"),
-        }
-    }
 }
 
 /// The built-in stand-ins this node started (none in production).
@@ -83,13 +71,13 @@ pub struct Sandboxes {
 ///
 /// | method and path | module |
 /// |---|---|
-/// | `POST /ussd/africastalking`, `POST /ussd/africastalking/session-end` | [`crate::gateway::africastalking`] |
+/// | `/ussd/{gateway}…`, one file per gateway (behind `DUKA_USSD_SECRET` if set) | [`crate::gateway::GATEWAYS`] |
 /// | `POST /payments/{secret}/stk`, `…/c2b/validate`, `…/c2b/confirm` | [`crate::payments::callbacks`] |
 /// | `POST /sms/delivery` | [`crate::sms::delivery`] |
 /// | `GET /healthz`, `GET /readyz`, `GET /metrics` | here |
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(crate::gateway::africastalking::router())
+        .merge(crate::gateway::guard::routes(&state.ussd))
         .merge(crate::payments::callbacks::router())
         .merge(crate::sms::delivery::router())
         .route("/healthz", get(healthz))
@@ -321,10 +309,12 @@ impl Application {
         ));
         let recorder = match &settings.record_dir {
             Some(dir) => {
-                let recorder = Recorder::new(dir.clone(), shop.clone())
+                let filter = settings.record_filter.clone();
+                let described = filter.describe();
+                let recorder = Recorder::new(dir.clone(), shop.clone(), filter)
                     .context("could not start recording sessions")?;
                 tracing::info!(
-                    "recording every finished session as a fixture in {}",
+                    "recording finished sessions as fixtures in {} ({described})",
                     dir.display()
                 );
                 Some(Arc::new(recorder))
@@ -350,6 +340,7 @@ impl Application {
                 allowed_ips: settings.mpesa_allowed_ips.clone(),
             }),
             recorder,
+            ussd: Arc::new(settings.ussd.clone()),
         };
         Ok(Self {
             listener,

@@ -1,4 +1,5 @@
-//! One simulated gateway connection: form posts over a kept-alive HTTP/1.1 connection.
+//! One simulated gateway connection: the gateway's requests over a kept-alive HTTP/1.1
+//! connection.
 //!
 //! Each bench worker owns one [`Connection`] and sends one hop at a time on it, as an aggregator
 //! does per session. This is hyper's connection-level client, not a pooled client such as
@@ -18,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::check::{ErrorKind, Failure};
+use crate::gateway::WireRequest;
 
 /// Where hops are posted.
 #[derive(Clone, Debug)]
@@ -25,14 +27,16 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The `Host` header: the URL's host and port.
     pub host: String,
-    /// The path of the USSD callback, e.g. `/ussd/africastalking`.
-    pub path: String,
+    /// What comes before the gateway's own path: empty, or the secret path segment
+    /// (`/s3cr3t`) of a server with `DUKA_USSD_SECRET`.
+    pub prefix: String,
 }
 
-/// An HTTP reply: its status and whole body.
+/// An HTTP reply: its status, headers and whole body.
 #[derive(Debug)]
 pub struct HttpReply {
     pub status: u16,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -52,14 +56,14 @@ impl Connection {
         }
     }
 
-    /// Posts one form body and reads the whole reply, within the hop timeout (connecting
+    /// Sends one request and reads the whole reply, within the hop timeout (connecting
     /// included).
     ///
     /// # Errors
     /// A [`Failure`] of kind [`ErrorKind::Connect`], [`ErrorKind::Io`] or [`ErrorKind::Timeout`].
     /// The connection is dropped after any of them, and opened again by the next hop.
-    pub async fn post_form(&mut self, form: String) -> Result<HttpReply, Failure> {
-        match tokio::time::timeout(self.timeout, self.exchange(form)).await {
+    pub async fn send(&mut self, request: WireRequest) -> Result<HttpReply, Failure> {
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::new(
                 ErrorKind::Timeout,
@@ -70,23 +74,33 @@ impl Connection {
 
     /// One request and reply. The sender is taken out for the exchange and put back only after
     /// a complete reply, so a failed or timed-out exchange drops its connection.
-    async fn exchange(&mut self, form: String) -> Result<HttpReply, Failure> {
+    async fn exchange(&mut self, wire: WireRequest) -> Result<HttpReply, Failure> {
         let mut sender = match self.sender.take() {
             Some(sender) if !sender.is_closed() => sender,
             _ => self.connect().await?,
         };
         let io = |e: hyper::Error| Failure::new(ErrorKind::Io, e.to_string());
         sender.ready().await.map_err(io)?;
-        let request = Request::post(self.target.path.as_str())
-            .header(HOST, self.target.host.as_str())
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(form)))
+        let mut request = Request::builder()
+            .method(wire.method)
+            .uri(format!("{}{}", self.target.prefix, wire.path_and_query))
+            .header(HOST, self.target.host.as_str());
+        if let Some(content_type) = wire.content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(wire.body)))
             .map_err(|e| Failure::new(ErrorKind::Io, e.to_string()))?;
         let response = sender.send_request(request).await.map_err(io)?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await.map_err(io)?.to_bytes();
         self.sender = Some(sender);
-        Ok(HttpReply { status, body })
+        Ok(HttpReply {
+            status,
+            headers,
+            body,
+        })
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
@@ -111,38 +125,7 @@ impl Connection {
     }
 }
 
-/// The form Africa's Talking posts for one hop.
-pub fn africastalking_form(session_id: &str, phone: &str, text: &str) -> String {
-    serde_urlencoded::to_string([
-        ("sessionId", session_id),
-        ("serviceCode", SERVICE_CODE),
-        ("phoneNumber", phone),
-        ("networkCode", SAFARICOM),
-        ("text", text),
-    ])
-    .unwrap_or_default()
-}
-
 /// The shop's USSD code, as the aggregator reports it.
 pub const SERVICE_CODE: &str = "*384*12#";
 /// MCC+MNC of Safaricom Kenya.
-const SAFARICOM: &str = "63902";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_form_reads_back_as_the_gateway_parses_it() {
-        let form = africastalking_form("ATUid_bench_1", "+254712345678", "1*4*98*7");
-        let req = crate::gateway::africastalking::parse(form.as_bytes()).unwrap();
-        assert_eq!(req.session_id, "ATUid_bench_1");
-        assert_eq!(req.msisdn.digits(), "254712345678");
-        assert_eq!(req.service_code, SERVICE_CODE);
-        assert_eq!(req.network_code.as_deref(), Some("63902"));
-        assert_eq!(
-            req.input,
-            crate::gateway::HopInput::Cumulative("1*4*98*7".into())
-        );
-    }
-}
+pub const SAFARICOM: &str = "63902";

@@ -3,25 +3,31 @@
 //!
 //! The walk is dial, Shop, category, product (sending `98` while the product is on a later
 //! page), quantity, Checkout, and then Pay with M-Pesa, which ends with `END Order …`; without
-//! paying it stops at the checkout screen. Every hop posts the cumulative text, as Africa's
-//! Talking does, and every reply is checked before the next hop is sent. The first failed check
+//! paying it stops at the checkout screen. Every hop is sent as the chosen gateway sends it
+//! (`--gateway`; Africa's Talking's cumulative text by default), and every reply is read back
+//! through the same gateway and checked before the next hop is sent. The first failed check
 //! ends the session: the next hop would only measure the server answering nonsense.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::check::{read_reply, ErrorKind, Expected, Failure, ListMove, Screen};
-use super::client::{africastalking_form, Connection, HttpReply};
+use super::check::{ErrorKind, Expected, Failure, ListMove, Screen};
+use super::client::{Connection, SAFARICOM, SERVICE_CODE};
 use super::plan::{Plan, Shopper};
 use super::report::Tally;
+use crate::gateway::{ClientHop, Gateway};
 use crate::menu::render::MORE_KEY;
+use crate::menu::Reply;
+use crate::msisdn::Msisdn;
 
 /// The most pages a list may take before the wanted number shows; more is a wrong screen.
 const MAX_PAGES: usize = 16;
 
 /// Everything the workers share: the plan, the limits and the live counters.
 pub struct Run {
+    /// The gateway whose requests the shoppers send.
+    pub gateway: &'static dyn Gateway,
     pub plan: Plan,
     pub expected: Expected,
     /// Tags this run's phones and session ids.
@@ -45,6 +51,7 @@ pub struct Live {
 
 impl Run {
     pub fn new(
+        gateway: &'static dyn Gateway,
         plan: Plan,
         expected: Expected,
         tag: u32,
@@ -53,6 +60,7 @@ impl Run {
         pay: bool,
     ) -> Self {
         Self {
+            gateway,
             plan,
             expected,
             tag,
@@ -74,12 +82,20 @@ pub async fn work(run: Arc<Run>, mut connection: Connection) -> Tally {
             break;
         }
         let shopper = run.plan.shopper(run.tag, index);
+        let Ok(msisdn) = Msisdn::parse(&shopper.phone) else {
+            tally.fail(Failure::new(
+                ErrorKind::WrongScreen,
+                format!("the plan made an invalid phone {:?}", shopper.phone),
+            ));
+            continue;
+        };
         let mut walk = Walk {
             run: &run,
             connection: &mut connection,
             tally: &mut tally,
             shopper: &shopper,
-            text: String::with_capacity(32),
+            msisdn,
+            typed: Vec::with_capacity(8),
         };
         match walk.session().await {
             Ok(()) => {
@@ -114,8 +130,9 @@ struct Walk<'a> {
     connection: &'a mut Connection,
     tally: &'a mut Tally,
     shopper: &'a Shopper,
-    /// The cumulative input text, as the gateway sends it: empty for the dial.
-    text: String,
+    msisdn: Msisdn,
+    /// What the shopper typed since the dial.
+    typed: Vec<String>,
 }
 
 impl Walk<'_> {
@@ -151,10 +168,10 @@ impl Walk<'_> {
     /// On a list screen, sends `number`, paging on with `98` until the number shows.
     async fn choose(
         &mut self,
-        mut reply: HttpReply,
+        mut reply: Reply,
         number: usize,
         check: impl Fn(&Screen<'_>) -> Result<ListMove, Failure>,
-    ) -> Result<HttpReply, Stop> {
+    ) -> Result<Reply, Stop> {
         for _ in 0..MAX_PAGES {
             match check(&read(&reply)?)? {
                 ListMove::Choose => return self.send(Some(&number.to_string())).await,
@@ -169,25 +186,44 @@ impl Walk<'_> {
     }
 
     /// Sends the next hop: the dial (`None`) or one more input.
-    async fn send(&mut self, input: Option<&str>) -> Result<HttpReply, Stop> {
+    async fn send(&mut self, input: Option<&str>) -> Result<Reply, Stop> {
         if Instant::now() >= self.run.deadline {
             return Err(Stop::CutOff);
         }
         if let Some(input) = input {
-            if !self.text.is_empty() {
-                self.text.push('*');
-            }
-            self.text.push_str(input);
+            self.typed.push(input.to_owned());
         }
-        let form = africastalking_form(&self.shopper.session_id, &self.shopper.phone, &self.text);
+        let request = self.run.gateway.hop_request(&ClientHop {
+            session_id: &self.shopper.session_id,
+            phone: &self.msisdn,
+            service_code: SERVICE_CODE,
+            network_code: SAFARICOM,
+            dial: &[],
+            typed: &self.typed,
+            seq: self.typed.len() as u32 + 1,
+        });
         let started = Instant::now();
-        let reply = self.connection.post_form(form).await?;
+        let reply = self.connection.send(request).await?;
         self.tally.hop(started.elapsed());
         self.run.live.hops.fetch_add(1, Ordering::Relaxed);
-        Ok(reply)
+        if reply.status != 200 {
+            let text = String::from_utf8_lossy(&reply.body[..reply.body.len().min(120)]);
+            return Err(Failure::new(
+                ErrorKind::Status,
+                format!("HTTP {}: {text:?}", reply.status),
+            )
+            .into());
+        }
+        self.run
+            .gateway
+            .read_reply(reply.status, &reply.headers, &reply.body)
+            .map_err(|why| Failure::new(ErrorKind::NotUssd, why).into())
     }
 }
 
-fn read(reply: &HttpReply) -> Result<Screen<'_>, Failure> {
-    read_reply(reply.status, &reply.body)
+fn read(reply: &Reply) -> Result<Screen<'_>, Failure> {
+    Ok(Screen {
+        end: reply.end,
+        text: &reply.text,
+    })
 }

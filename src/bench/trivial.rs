@@ -166,8 +166,8 @@ async fn hop(State(trivial): State<Arc<Trivial>>, body: Bytes) -> Response {
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let text = match &req.input {
-        HopInput::Cumulative(text) => text.clone(),
-        HopInput::Latest(inputs) => inputs.join("*"),
+        HopInput::Cumulative(text) | HopInput::Typed(text) => text.clone(),
+        HopInput::Dial(inputs) => inputs.join("*"),
     };
     let canned = trivial.reply(&text);
     let reply = if canned.contains(trivial.canned_masked.as_str()) {

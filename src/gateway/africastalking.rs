@@ -12,80 +12,100 @@
 //! [`router`] serves `POST /ussd/africastalking` and the end-of-session notification at
 //! `POST /ussd/africastalking/session-end`.
 
-use std::time::Instant;
-
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::{BadCallback, HopInput, UssdRequest};
+use super::{
+    form_body, input, phone, required, session_id, BadCallback, ClientHop, Gateway, HopInput,
+    SessionEnd, UssdRequest, WireRequest, DEFAULT_SCREEN_MAX,
+};
 use crate::error::AppError;
 use crate::menu::Reply;
-use crate::msisdn::Msisdn;
 use crate::startup::AppState;
 
-/// The Africa's Talking routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ussd/africastalking", post(ussd_callback))
-        .route("/ussd/africastalking/session-end", post(session_end))
+/// Africa's Talking.
+pub struct AfricasTalking;
+
+/// The name in routes, fixtures and metrics.
+pub const NAME: &str = "africastalking";
+const HOP_PATH: &str = "/ussd/africastalking";
+const END_PATH: &str = "/ussd/africastalking/session-end";
+
+impl Gateway for AfricasTalking {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn title(&self) -> &'static str {
+        "Africa's Talking"
+    }
+
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route(HOP_PATH, post(ussd_callback))
+            .route(END_PATH, post(session_end))
+    }
+
+    fn hop_request(&self, hop: &ClientHop<'_>) -> WireRequest {
+        WireRequest::form(
+            HOP_PATH,
+            &[
+                ("sessionId", hop.session_id),
+                ("serviceCode", hop.service_code),
+                ("phoneNumber", &hop.phone.e164()),
+                ("networkCode", hop.network_code),
+                ("text", &hop.cumulative_text()),
+            ],
+        )
+    }
+
+    fn end_request(&self, hop: &ClientHop<'_>, incomplete: bool) -> Option<WireRequest> {
+        let hops = (hop.typed.len() + 1).to_string();
+        Some(WireRequest::form(
+            END_PATH,
+            &[
+                ("sessionId", hop.session_id),
+                ("serviceCode", hop.service_code),
+                ("phoneNumber", &hop.phone.e164()),
+                ("networkCode", hop.network_code),
+                ("status", if incomplete { "Incomplete" } else { "Success" }),
+                ("input", &hop.cumulative_text()),
+                ("hopsCount", &hops),
+                ("durationInMillis", "30000"),
+                ("cost", "KES 0.00"),
+            ],
+        ))
+    }
+
+    fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
+        let body = String::from_utf8_lossy(body);
+        if status != 200 {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        read_body(&body).ok_or_else(|| format!("neither CON nor END: {body:?}"))
+    }
 }
 
 /// `POST /ussd/africastalking`: one hop of a session.
-#[tracing::instrument(name = "ussd", skip_all, fields(ussd.session_id, msisdn.masked))]
 async fn ussd_callback(State(app): State<AppState>, body: Bytes) -> Result<Response, AppError> {
-    let started = Instant::now();
     let req = parse(&body)?;
-    let span = tracing::Span::current();
-    span.record("ussd.session_id", req.session_id.as_str());
-    span.record("msisdn.masked", req.msisdn.masked().as_str());
-    if let Some(recorder) = &app.recorder {
-        recorder.before_hop(&req).await;
-    }
-    let outcome = crate::session::handle_hop(&app.shop, &req).await;
-    if let Some(recorder) = &app.recorder {
-        recorder.after_hop(&req, outcome.as_ref().ok());
-    }
-    app.metrics.observe_hop(started.elapsed());
-    match outcome {
-        Ok(result) => {
-            app.metrics.inc(
-                "duka_ussd_hops_total",
-                &[("outcome", if result.repeated { "repeated" } else { "ok" })],
-            );
-            if let Some(order) = &result.placed_order {
-                tracing::info!(order.number = %order, "order placed; STK push scheduled");
-            }
-            Ok(text_reply(render(&result.reply)))
-        }
-        Err(source) => {
-            app.metrics
-                .inc("duka_ussd_hops_total", &[("outcome", "apology")]);
-            let apology = crate::menu::engine::apology(&app.shop.catalog, source.lang());
-            Err(AppError::Hop {
-                source,
-                apology: apology.text,
-            })
-        }
-    }
+    let reply = crate::ussd::answer(&app, &req).await;
+    Ok(text_reply(render(&reply)))
 }
 
 /// `POST /ussd/africastalking/session-end`: the session is over on the phone.
-#[tracing::instrument(name = "ussd_session_end", skip_all, fields(ussd.session_id))]
 async fn session_end(State(app): State<AppState>, body: Bytes) -> Result<Response, AppError> {
     let end = parse_session_end(&body)?;
-    tracing::Span::current().record("ussd.session_id", end.session_id.as_str());
-    app.session_ended(&end).await;
-    if let Some(recorder) = &app.recorder {
-        recorder.session_ended(&end);
-    }
+    crate::ussd::session_ended(&app, NAME, &end).await;
     Ok(StatusCode::OK.into_response())
 }
 
-fn text_reply(body: String) -> Response {
+/// A `200 text/plain` reply, as the text gateways expect.
+pub fn text_reply(body: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -93,9 +113,6 @@ fn text_reply(body: String) -> Response {
     )
         .into_response()
 }
-
-/// Longest accepted value of any field; a real `text` stays far below it.
-const MAX_FIELD_LEN: usize = 2_000;
 
 /// The raw form, every field optional so a missing one gets a clear message.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -112,52 +129,20 @@ pub struct UssdForm {
 ///
 /// # Errors
 /// [`BadCallback`] for invalid UTF-8, a missing `sessionId` or `phoneNumber`, or a phone number
-/// that is not a Kenyan mobile number. A missing `text` is read as empty, since some gateways
-/// omit it on the first hop.
+/// that is not a mobile number. A missing `text` is read as empty, since some gateways omit it
+/// on the first hop.
 pub fn parse(body: &[u8]) -> Result<UssdRequest, BadCallback> {
-    std::str::from_utf8(body).map_err(|_| BadCallback::NotUtf8)?;
-    let form: UssdForm =
-        serde_urlencoded::from_bytes(body).map_err(|e| BadCallback::Malformed(e.to_string()))?;
-    let session_id = required(form.session_id, "sessionId")?;
-    if !session_id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-    {
-        return Err(BadCallback::InvalidField {
-            field: "sessionId",
-            why: "only letters, digits and - _ . : are expected".to_owned(),
-        });
-    }
-    let phone = required(form.phone_number, "phoneNumber")?;
-    let msisdn = Msisdn::parse(&phone).map_err(|e| BadCallback::InvalidField {
-        field: "phoneNumber",
-        why: e.to_string(),
-    })?;
-    let text = form.text.unwrap_or_default();
-    if text.len() > MAX_FIELD_LEN {
-        return Err(BadCallback::InvalidField {
-            field: "text",
-            why: format!("longer than {MAX_FIELD_LEN} bytes"),
-        });
-    }
+    let form: UssdForm = form_body(body)?;
     Ok(UssdRequest {
-        session_id,
-        msisdn,
+        gateway: NAME,
+        session_id: session_id(form.session_id, "sessionId")?,
+        msisdn: phone(form.phone_number, "phoneNumber")?,
         service_code: form.service_code.unwrap_or_default(),
         network_code: form.network_code.filter(|c| !c.is_empty()),
-        input: HopInput::Cumulative(text),
+        input: HopInput::Cumulative(input(form.text, "text")?),
+        hop_id: None,
+        screen_max: DEFAULT_SCREEN_MAX,
     })
-}
-
-fn required(value: Option<String>, field: &'static str) -> Result<String, BadCallback> {
-    match value {
-        Some(v) if !v.trim().is_empty() && v.len() <= MAX_FIELD_LEN => Ok(v.trim().to_owned()),
-        Some(v) if v.len() > MAX_FIELD_LEN => Err(BadCallback::InvalidField {
-            field,
-            why: format!("longer than {MAX_FIELD_LEN} bytes"),
-        }),
-        _ => Err(BadCallback::MissingField(field)),
-    }
 }
 
 /// Renders a reply as Africa's Talking expects it.
@@ -167,6 +152,15 @@ pub fn render(reply: &Reply) -> String {
     body.push_str(prefix);
     body.push_str(&reply.text);
     body
+}
+
+/// Reads a `CON …`/`END …` body back; `None` when it is neither.
+pub fn read_body(body: &str) -> Option<Reply> {
+    if let Some(text) = body.strip_prefix("CON ") {
+        Some(Reply::con(text))
+    } else {
+        body.strip_prefix("END ").map(Reply::end)
+    }
 }
 
 /// The end-of-session notification Africa's Talking posts to a separate URL.
@@ -185,33 +179,15 @@ pub struct SessionEndForm {
     pub error_message: Option<String>,
 }
 
-/// A parsed end-of-session notification.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionEnd {
-    pub session_id: String,
-    pub msisdn: Msisdn,
-    pub service_code: String,
-    /// True for `Incomplete`: the shopper dropped off before the session ended with `END`.
-    pub incomplete: bool,
-}
-
 /// Parses the end-of-session notification.
 ///
 /// # Errors
 /// [`BadCallback`] when the body is not UTF-8 form data or lacks a session id or phone.
 pub fn parse_session_end(body: &[u8]) -> Result<SessionEnd, BadCallback> {
-    std::str::from_utf8(body).map_err(|_| BadCallback::NotUtf8)?;
-    let form: SessionEndForm =
-        serde_urlencoded::from_bytes(body).map_err(|e| BadCallback::Malformed(e.to_string()))?;
-    let session_id = required(form.session_id, "sessionId")?;
-    let phone = required(form.phone_number, "phoneNumber")?;
-    let msisdn = Msisdn::parse(&phone).map_err(|e| BadCallback::InvalidField {
-        field: "phoneNumber",
-        why: e.to_string(),
-    })?;
+    let form: SessionEndForm = form_body(body)?;
     Ok(SessionEnd {
-        session_id,
-        msisdn,
+        session_id: required(form.session_id, "sessionId")?,
+        msisdn: phone(form.phone_number, "phoneNumber")?,
         service_code: form.service_code.unwrap_or_default(),
         incomplete: form
             .status
@@ -271,6 +247,29 @@ mod tests {
     fn replies_render_with_the_con_or_end_prefix() {
         assert_eq!(render(&Reply::con("Hi")), "CON Hi");
         assert_eq!(render(&Reply::end("Bye")), "END Bye");
+        assert_eq!(read_body("CON Hi"), Some(Reply::con("Hi")));
+        assert_eq!(read_body("Hi"), None);
+    }
+
+    #[test]
+    fn the_client_side_sends_the_cumulative_text() {
+        let phone = crate::msisdn::Msisdn::parse("0712345678").unwrap();
+        let typed = vec!["1".to_owned(), "2".to_owned()];
+        let hop = ClientHop {
+            session_id: "s1",
+            phone: &phone,
+            service_code: "*384*12#",
+            network_code: "63902",
+            dial: &[],
+            typed: &typed,
+            seq: 3,
+        };
+        let wire = AfricasTalking.hop_request(&hop);
+        assert_eq!(wire.path_and_query, "/ussd/africastalking");
+        assert_eq!(
+            String::from_utf8(wire.body).unwrap(),
+            "sessionId=s1&serviceCode=*384*12%23&phoneNumber=%2B254712345678&networkCode=63902&text=1*2"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use super::messages;
 use super::outbox::{self, MessageKind, OutboxMessage};
-use crate::gateway::africastalking::SessionEnd;
+use crate::gateway::SessionEnd;
 use crate::keys::PROFILE_TTL_MS;
 use crate::menu::{Cart, Profile};
 use crate::shop::Shop;
