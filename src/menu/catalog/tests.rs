@@ -718,8 +718,8 @@ fn a_help_text_too_long_with_a_hint_is_named_on_its_screen() {
     let menus = TempMenus::copy_of_shipped();
     menus.replace(
         "text/en.toml",
-        "Account: your order number.",
-        "Account: your order number. We are open every day from seven in the morning.",
+        "Account: order number.",
+        "Account: order number. We are open every day from seven in the morning.",
     );
     assert_problem(
         &menus.problems(),
@@ -788,7 +788,7 @@ fn every_problem_is_collected_and_listed_one_per_line_with_file_and_key() {
             "target = \"order-list\"",
         )
         .replace(CATALOG_FILE, "price = 280", "price = -1")
-        .replace("text/sw.toml", "back = \"Rudi\"", "back = \"Rudi {x}\"");
+        .replace("text/sw.toml", "back = \"Rudi\"", "back = \"R{x}\"");
     let error = Catalog::load(&menus.dir).unwrap_err();
     assert_eq!(error.problems.len(), 4, "{error}");
     let text = error.to_string();
