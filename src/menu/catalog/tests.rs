@@ -546,6 +546,32 @@ fn characters_outside_gsm7_are_refused_naming_the_character() {
 }
 
 #[test]
+fn a_curly_quote_in_a_product_name_is_named_with_its_code_and_no_made_up_length() {
+    let menus = TempMenus::copy_of_shipped();
+    menus.replace(
+        CATALOG_FILE,
+        "name = \"Earphones\"",
+        "name = \"Earphones \u{2019}Pro\u{2019}\"",
+    );
+    let problems = menus.problems();
+    assert_problem(
+        &problems,
+        CATALOG_FILE,
+        "categories[2].products[3].name",
+        "'\u{2019}' (U+2019) is not a GSM-7 character",
+    );
+    assert_problem(
+        &problems,
+        CATALOG_FILE,
+        "categories[2].products[3].name",
+        "use ' instead",
+    );
+    // Only that one finding: no screen is measured with a length GSM-7 cannot give it.
+    assert_eq!(problems.len(), 1, "{}", list(&problems));
+    assert!(!list(&problems).contains(&usize::MAX.to_string()));
+}
+
+#[test]
 fn prices_must_be_positive_whole_shillings_within_the_mpesa_limit() {
     let menus = TempMenus::copy_of_shipped();
     menus
