@@ -51,6 +51,8 @@ impl Phone {
         Hop {
             catalog: &self.catalog,
             msisdn: &self.msisdn,
+            mpesa: true,
+            screen_max: menu::DEFAULT_SCREEN_MAX,
             cart: &self.cart,
             profile: &self.profile,
             paybill: "174379",
@@ -210,6 +212,8 @@ fn hop(c: &mut Criterion) {
             let hop = Hop {
                 catalog: &before.catalog,
                 msisdn: &req.msisdn,
+                mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
+                screen_max: menu::DEFAULT_SCREEN_MAX,
                 cart: &cart,
                 profile: &profile,
                 paybill: "174379",

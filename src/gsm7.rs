@@ -67,6 +67,20 @@ pub fn first_non_gsm7(text: &str) -> Option<char> {
     text.chars().find(|c| char_septets(*c).is_none())
 }
 
+/// The plain GSM-7 text to write instead of a common typographic character that is not GSM-7
+/// (curly quotes, dashes, the ellipsis, a non-breaking space), for error messages; `None` for
+/// other characters.
+pub fn plain_for(c: char) -> Option<&'static str> {
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' | '`' | '\u{00B4}' => Some("'"),
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2033}' | '\u{00AB}' | '\u{00BB}' => Some("\""),
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => Some("-"),
+        '\u{2026}' => Some("..."),
+        '\u{00A0}' | '\u{2007}' | '\u{202F}' => Some("a plain space"),
+        _ => None,
+    }
+}
+
 /// The mark that ends a shortened text.
 pub const SHORTENED_MARK: &str = "..";
 
@@ -352,5 +366,21 @@ mod tests {
     #[test]
     fn an_empty_sms_is_still_one_segment() {
         assert_eq!(sms_encoding_and_segments(""), (Encoding::Gsm7, 0, 1));
+    }
+
+    #[test]
+    fn typographic_characters_have_a_plain_replacement_in_gsm7() {
+        for (c, plain) in [
+            ('\u{2019}', "'"),
+            ('\u{201C}', "\""),
+            ('\u{2013}', "-"),
+            ('\u{2026}', "..."),
+        ] {
+            assert_eq!(char_septets(c), None);
+            assert_eq!(plain_for(c), Some(plain), "{c}");
+            assert!(septets(plain).is_some());
+        }
+        assert_eq!(plain_for('\u{00E1}'), None);
+        assert_eq!(plain_for('a'), None);
     }
 }

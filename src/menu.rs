@@ -19,6 +19,13 @@ use serde::{Deserialize, Serialize};
 pub use catalog::{Catalog, CatalogError};
 pub use engine::{apology, start, step, MenuState};
 
+/// The longest screen text most gateways take: 182 GSM-7 characters on the wire (Africa's
+/// Talking, Safaricom), less the `CON `/`END ` prefix. Screens are paged at [`Hop::screen_max`].
+pub const DEFAULT_SCREEN_MAX: usize = 178;
+/// The smallest screen any gateway documents (some say 160). `duka check` lays out every screen
+/// at this budget, so a screen fits whichever gateway the shopper dialled through.
+pub const SMALLEST_SCREEN_MAX: usize = 160;
+
 use crate::money::Kes;
 use crate::msisdn::Msisdn;
 use crate::orders::{OrderLine, OrderSummary};
@@ -91,6 +98,12 @@ impl Cart {
         self.lines.iter().map(|l| l.qty).sum()
     }
 
+    /// The number of lines (distinct products), which is what shoppers count as "items" on
+    /// a screen: ten bags of sugar are one item in the cart.
+    pub fn line_count(&self) -> u32 {
+        u32::try_from(self.lines.len()).unwrap_or(u32::MAX)
+    }
+
     /// The cart priced from the catalog, as order lines named in `lang`. Products no longer in
     /// the catalog are left out.
     pub fn order_lines(&self, catalog: &Catalog, lang: Lang) -> Vec<OrderLine> {
@@ -137,6 +150,13 @@ pub struct Hop<'a> {
     pub catalog: &'a Catalog,
     /// The phone the session is on.
     pub msisdn: &'a Msisdn,
+    /// Whether an M-Pesa STK push can be sent to this phone
+    /// ([`Msisdn::mpesa_payable`] with the gateway's network code). When false, checkout
+    /// offers the paybill (Kenyan numbers) or says the shop takes M-Pesa only (others).
+    pub mpesa: bool,
+    /// The longest screen the gateway takes, in GSM-7 characters ([`DEFAULT_SCREEN_MAX`]
+    /// unless the gateway documents a smaller one); long screens are paged to fit it.
+    pub screen_max: usize,
     pub cart: &'a Cart,
     pub profile: &'a Profile,
     /// The paybill number shown in the "no prompt?" instructions.
@@ -160,14 +180,16 @@ pub struct Step {
 /// Work the engine asks for, carried out by the caller in the same atomic commit as the state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Create the order (the cart in `Step::cart` is already empty) and ask `payer` to pay it
-    /// by STK push once the USSD session has ended.
+    /// Create the order (the cart in `Step::cart` is already empty) and, when `payer` is set,
+    /// ask that number to pay it by STK push once the USSD session has ended. With `payer`
+    /// `None` the shopper cannot be pushed (another network): no push is sent, and the order
+    /// waits for a paybill payment with its number as the account until it expires.
     PlaceOrder {
         number: String,
         lines: Vec<OrderLine>,
         total: Kes,
         lang: Lang,
-        payer: Msisdn,
+        payer: Option<Msisdn>,
     },
     /// Send a new STK push for an unpaid order of this shopper.
     PayAgain { number: String, payer: Msisdn },

@@ -211,6 +211,8 @@ fn walk(
         let step = engine(&Hop {
             catalog: &shop.catalog,
             msisdn: &req.msisdn,
+            mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
+            screen_max: menu::DEFAULT_SCREEN_MAX,
             cart: &walked.cart,
             profile: &walked.profile,
             paybill: &shop.settings.paybill,
@@ -362,25 +364,32 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     lang,
                     payer,
                 } => {
-                    let order = Order::place(
+                    let mut order = Order::place(
                         number.clone(),
                         req.msisdn.clone(),
                         lang,
                         lines,
-                        payer,
+                        payer.clone().unwrap_or_else(|| req.msisdn.clone()),
                         now_ms,
                         shop.settings.order_ttl_ms,
                     );
+                    if payer.is_none() {
+                        // Paid to the paybill: no prompt is sent, so no attempt is open.
+                        order.attempts.clear();
+                    }
                     let order_key = shop.keys.order(&number);
                     let retention = shop.settings.order_ttl_ms as u64 + ORDER_RETENTION_MS;
                     batch
                         .guard(&order_key, None)
                         .set(&order_key, to_json(&order), Some(retention));
-                    let push = Job::Push {
-                        order: number.clone(),
-                        attempt: 1,
-                    };
-                    JobQueue::schedule(shop, &mut batch, &push, now_ms);
+                    if payer.is_some() {
+                        let push = Job::Push {
+                            order: number.clone(),
+                            attempt: 1,
+                        };
+                        JobQueue::schedule(shop, &mut batch, &push, now_ms);
+                        wake.push(push.shard());
+                    }
                     JobQueue::schedule(
                         shop,
                         &mut batch,
@@ -389,7 +398,6 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                         },
                         order.expires_at_ms,
                     );
-                    wake.push(push.shard());
                     placed_order = Some(number);
                 }
                 Effect::PayAgain { number, payer } => {

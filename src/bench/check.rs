@@ -611,21 +611,21 @@ mod tests {
         shopper.total = 5_400;
         shopper.phone = "+254712345678".into();
         let right = con(
-            "Total KES 5,400.\n1. Pay with M-Pesa (07XX XXX 678)\n2. Pay with another number\n0. Back 00. Home",
+            "Total KES 5,400.\n1. Pay with M-Pesa (07XX XXX X78)\n2. Pay with another number\n0. Back 00. Home",
         );
         assert_eq!(expected.checkout(&right, &shopper).unwrap(), "1");
         let wrong = con(
-            "Total KES 5,401.\n1. Pay with M-Pesa (07XX XXX 678)\n2. Pay with another number\n0. Back 00. Home",
+            "Total KES 5,401.\n1. Pay with M-Pesa (07XX XXX X78)\n2. Pay with another number\n0. Back 00. Home",
         );
         let failure = expected.checkout(&wrong, &shopper).unwrap_err();
         assert_eq!(failure.kind, ErrorKind::WrongTotal);
         assert!(failure.detail.contains("Total KES 5,400."), "{failure:?}");
-        let unseparated = con("Total KES 5400.\n1. Pay with M-Pesa (07XX XXX 678)");
+        let unseparated = con("Total KES 5400.\n1. Pay with M-Pesa (07XX XXX X78)");
         assert_eq!(
             expected.checkout(&unseparated, &shopper).unwrap_err().kind,
             ErrorKind::WrongTotal
         );
-        let other_phone = con("Total KES 5,400.\n1. Pay with M-Pesa (07XX XXX 999)");
+        let other_phone = con("Total KES 5,400.\n1. Pay with M-Pesa (07XX XXX X99)");
         assert_eq!(
             expected.checkout(&other_phone, &shopper).unwrap_err().kind,
             ErrorKind::WrongScreen

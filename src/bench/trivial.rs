@@ -117,6 +117,8 @@ pub fn replay(catalog: &Catalog, text: &str) -> Reply {
         let hop = Hop {
             catalog,
             msisdn: &msisdn,
+            mpesa: true,
+            screen_max: menu::DEFAULT_SCREEN_MAX,
             cart: &cart,
             profile: &profile,
             paybill: "174379",
@@ -222,7 +224,7 @@ mod tests {
         assert!(
             reply
                 .text
-                .starts_with("Total KES 570.\n1. Pay with M-Pesa (07XX XXX 000)"),
+                .starts_with("Total KES 570.\n1. Pay with M-Pesa (07XX XXX X00)"),
             "{reply:?}"
         );
         let placed = replay(&catalog(), "1*1*2*3*1*1");

@@ -62,6 +62,7 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("hint.cart_full", &["max"]),
     ("hint.order_max", &["max"]),
     ("hint.phone", &[]),
+    ("hint.not_safaricom", &[]),
     ("resume.title", &["items", "total"]),
     ("resume.continue", &[]),
     ("resume.restart", &[]),
@@ -77,18 +78,24 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("checkout.total", &["total"]),
     ("checkout.pay_self", &["phone"]),
     ("checkout.pay_other", &[]),
+    ("checkout.pay_paybill", &[]),
+    ("checkout.mpesa_only", &["total", "shop"]),
     ("payer.ask", &[]),
     ("cart.title", &[]),
     ("cart.line", &["qty", "name", "amount"]),
     ("cart.total", &["total"]),
     ("cart.checkout", &[]),
-    ("cart.remove", &[]),
+    ("cart.change", &[]),
     ("cart.clear", &[]),
     ("cart.empty", &[]),
     ("cart.shop", &[]),
-    ("remove.title", &[]),
-    ("remove.line", &["qty", "name"]),
-    ("remove.done", &["name"]),
+    ("item.pick", &[]),
+    ("item.choice", &["qty", "name"]),
+    ("item.change", &[]),
+    ("item.remove", &[]),
+    ("item.ask", &["qty"]),
+    ("item.changed", &["qty", "name"]),
+    ("item.removed", &["name"]),
     ("clear.ask", &[]),
     ("clear.yes", &[]),
     ("clear.no", &[]),
@@ -105,6 +112,8 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("order.pay_again", &[]),
     ("order.paybill", &["total", "paybill", "order"]),
     ("order.placed", &["order", "total", "paybill"]),
+    ("order.placed_queued", &["order", "total", "paybill"]),
+    ("order.placed_paybill", &["order", "total", "paybill"]),
     ("order.prompt_sent", &["total", "order"]),
     ("language.changed", &[]),
     ("ussd.apology", &[]),
@@ -622,9 +631,13 @@ fn braced_set(names: &BTreeSet<String>) -> String {
 }
 
 fn not_gsm7(c: char) -> String {
+    let instead = match gsm7::plain_for(c) {
+        Some(plain) => format!("use {plain} instead"),
+        None => "use plain quotes, '-' and '...' instead".to_owned(),
+    };
     format!(
         "{c:?} (U+{:04X}) is not a GSM-7 character; it would halve the room on the screen \
-         or show as garbage (use plain quotes, '-' and '...' instead)",
+         or show as garbage ({instead})",
         u32::from(c)
     )
 }

@@ -24,6 +24,12 @@
 //! - A screen that confirms an action replaces the screen that asked for it: after "Added 2 x
 //!   Sugar", `0` returns to the product list, not to a quantity prompt that would add again.
 //!
+//! # Paying
+//! Checkout offers what the shopper's phone can do ([`Hop::mpesa`]): an M-Pesa prompt to this
+//! phone or to another Safaricom number; for a Kenyan number on another network, an order paid
+//! to the paybill (no prompt is sent) or a prompt to a Safaricom number; for a number outside
+//! Kenya, an END screen saying the shop takes M-Pesa (Kenya) only, and no order.
+//!
 //! # Cart limits
 //! At most [`MAX_CART_LINES`] products, [`MAX_QTY`] of each, and [`MAX_ORDER_TOTAL`] shillings
 //! in all (the most one M-Pesa payment can be). Adding to a product already in the cart adds to
@@ -35,8 +41,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, Target};
-use super::render::{self, CartRow, View, MORE_KEY};
+use super::render::{self, CartRow, PayWay, Placed, View, MORE_KEY};
 use super::{Cart, CartLine, Effect, Hop, Lang, Profile, Reply, Step};
+use crate::keys::STK_LOCK_TTL_MS;
 use crate::money::Kes;
 use crate::msisdn::Msisdn;
 use crate::orders::{OrderLine, OrderStatus, OrderSummary};
@@ -126,8 +133,12 @@ enum Screen {
     /// "Added Q x NAME."
     Added(String, u32),
     Cart,
-    /// Picking a cart line to remove.
+    /// Picking a cart line to change or remove.
     Remove,
+    /// One cart line, by product: change its quantity or remove it.
+    Line(String),
+    /// Asking for a cart line's new quantity, by product.
+    NewQty(String),
     /// Confirming "empty the cart".
     Clear,
     Checkout,
@@ -148,7 +159,9 @@ impl Screen {
             Screen::Quantity(_) => "quantity",
             Screen::Added(..) => "added",
             Screen::Cart => "cart",
-            Screen::Remove => "remove",
+            Screen::Remove => "pick_line",
+            Screen::Line(_) => "line",
+            Screen::NewQty(_) => "new_quantity",
             Screen::Clear => "clear",
             Screen::Checkout => "checkout",
             Screen::Payer => "payer",
@@ -172,6 +185,8 @@ impl fmt::Display for Frame {
             Screen::Added(product, qty) => write!(f, "a:{product}:{qty}")?,
             Screen::Cart => f.write_str("k")?,
             Screen::Remove => f.write_str("x")?,
+            Screen::Line(product) => write!(f, "i:{product}")?,
+            Screen::NewQty(product) => write!(f, "u:{product}")?,
             Screen::Clear => f.write_str("e")?,
             Screen::Checkout => f.write_str("o")?,
             Screen::Payer => f.write_str("n")?,
@@ -217,6 +232,8 @@ impl std::str::FromStr for Frame {
             }
             "k" => Screen::Cart,
             "x" => Screen::Remove,
+            "i" => Screen::Line(arg()?),
+            "u" => Screen::NewQty(arg()?),
             "e" => Screen::Clear,
             "o" => Screen::Checkout,
             "n" => Screen::Payer,
@@ -281,7 +298,11 @@ pub fn step(hop: &Hop<'_>, state: &MenuState, input: &str) -> Step {
 
 /// The END screen for when a hop cannot be completed (a store or upstream failure).
 pub fn apology(catalog: &Catalog, lang: Lang) -> Reply {
-    Reply::end(render::clamp(catalog.text(lang, "ussd.apology", &[])))
+    Reply::end(render::clamp_default(catalog.text(
+        lang,
+        "ussd.apology",
+        &[],
+    )))
 }
 
 /// What answering an input leads to.
@@ -343,6 +364,9 @@ impl<'h, 'a> Session<'h, 'a> {
             Screen::Products(category) => self.catalog.category(category).is_some(),
             Screen::Quantity(product) | Screen::Added(product, _) => {
                 self.catalog.product(product).is_some()
+            }
+            Screen::Line(product) | Screen::NewQty(product) => {
+                self.cart.lines.iter().any(|l| &l.product == product)
             }
             Screen::Order(number) => self.summary(number).is_some(),
             _ => true,
@@ -452,10 +476,7 @@ impl<'h, 'a> Session<'h, 'a> {
             Screen::Products(category) => self.on_products(&category, input),
             Screen::Quantity(product) => self.on_quantity(&product, input),
             Screen::Added(..) => match input {
-                "1" => {
-                    self.open(Screen::Checkout);
-                    Outcome::Show(None)
-                }
+                "1" => self.open_checkout(),
                 "2" => {
                     // Back to the list the product was picked from, at the same page.
                     match self
@@ -475,10 +496,7 @@ impl<'h, 'a> Session<'h, 'a> {
                     self.open(Screen::Categories);
                     Outcome::Show(None)
                 }
-                (false, "1") => {
-                    self.open(Screen::Checkout);
-                    Outcome::Show(None)
-                }
+                (false, "1") => self.open_checkout(),
                 (false, "2") => {
                     self.open(Screen::Remove);
                     Outcome::Show(None)
@@ -491,14 +509,9 @@ impl<'h, 'a> Session<'h, 'a> {
             },
             Screen::Remove => match choice(input, self.cart.lines.len()) {
                 Some(i) => {
-                    let line = self.cart.lines.remove(i);
-                    let name = self
-                        .catalog
-                        .product(&line.product)
-                        .map(|p| render::list_name(p.name_in(self.lang())))
-                        .unwrap_or_default();
-                    self.back_to_cart();
-                    Outcome::Show(Some(self.text("remove.done", &[("name", &name)])))
+                    let product = self.cart.lines[i].product.clone();
+                    self.open(Screen::Line(product));
+                    Outcome::Show(None)
                 }
                 None if self.cart.is_empty() && input == "1" => {
                     // The cart emptied meanwhile, and this screen showed "1. Shop".
@@ -507,6 +520,20 @@ impl<'h, 'a> Session<'h, 'a> {
                 }
                 None => self.invalid(),
             },
+            Screen::Line(product) => match input {
+                "1" => {
+                    self.open(Screen::NewQty(product));
+                    Outcome::Show(None)
+                }
+                "2" => {
+                    let name = self.list_name(&product);
+                    self.cart.lines.retain(|l| l.product != product);
+                    self.back_to_cart();
+                    Outcome::Show(Some(self.text("item.removed", &[("name", &name)])))
+                }
+                _ => self.invalid(),
+            },
+            Screen::NewQty(product) => self.on_new_quantity(&product, input),
             Screen::Clear => match input {
                 "1" => {
                     self.cart = Cart::default();
@@ -519,13 +546,14 @@ impl<'h, 'a> Session<'h, 'a> {
                 }
                 _ => self.invalid(),
             },
-            Screen::Checkout => match (self.cart.is_empty(), input) {
-                (true, "1") => {
+            Screen::Checkout => match (self.cart.is_empty(), self.pay_way(), input) {
+                (true, _, "1") => {
                     self.open(Screen::Categories);
                     Outcome::Show(None)
                 }
-                (false, "1") => self.place_order(self.hop.msisdn.clone()),
-                (false, "2") => {
+                (false, PayWay::Prompt, "1") => self.place_order(Some(self.hop.msisdn.clone())),
+                (false, PayWay::Paybill, "1") => self.place_order(None),
+                (false, PayWay::Prompt | PayWay::Paybill, "2") => {
                     self.open(Screen::Payer);
                     Outcome::Show(None)
                 }
@@ -534,7 +562,8 @@ impl<'h, 'a> Session<'h, 'a> {
             Screen::Payer => match Msisdn::parse(input) {
                 // `Msisdn::parse` is the one check: `*` or letters inside the input fail it like
                 // any other malformed number.
-                Ok(payer) => self.place_order(payer),
+                Ok(payer) if payer.is_safaricom() => self.place_order(Some(payer)),
+                Ok(_) => Outcome::Show(Some(self.text("hint.not_safaricom", &[]))),
                 _ => Outcome::Show(Some(self.text("hint.phone", &[]))),
             },
             Screen::Orders => match choice(input, self.profile.orders.len()) {
@@ -546,7 +575,7 @@ impl<'h, 'a> Session<'h, 'a> {
                 None => self.invalid(),
             },
             Screen::Order(number) => match self.summary(&number) {
-                Some(order) if input == "1" && order.status.is_payable() => {
+                Some(order) if input == "1" && order.status.is_payable() && self.hop.mpesa => {
                     let text = render::prompt_sent(self.catalog, self.lang(), &number, order.total);
                     self.effects.push(Effect::PayAgain {
                         number,
@@ -570,7 +599,7 @@ impl<'h, 'a> Session<'h, 'a> {
             Some(Target::Shop) => self.open(Screen::Categories),
             Some(Target::Cart) => self.open(Screen::Cart),
             Some(Target::Orders) => self.open(Screen::Orders),
-            Some(Target::Checkout) => self.open(Screen::Checkout),
+            Some(Target::Checkout) => return self.open_checkout(),
             Some(Target::Language(lang)) => {
                 self.profile.lang = Some(lang);
                 self.home();
@@ -632,9 +661,90 @@ impl<'h, 'a> Session<'h, 'a> {
         Outcome::Show(None)
     }
 
-    /// Places the cart as an order paid by `payer`, and ends the session so that the phone can
-    /// show the M-Pesa prompt.
-    fn place_order(&mut self, payer: Msisdn) -> Outcome {
+    /// The new quantity of a cart line, checked as the quantity screen checks it.
+    fn on_new_quantity(&mut self, product_id: &str, input: &str) -> Outcome {
+        let Some(product) = self.catalog.product(product_id) else {
+            return self.invalid();
+        };
+        let Some(i) = self.cart.lines.iter().position(|l| l.product == product_id) else {
+            return self.invalid();
+        };
+        let Some(wanted) = quantity(input) else {
+            return self.hint_max("hint.quantity", MAX_QTY);
+        };
+        let others: Kes = self
+            .cart
+            .lines
+            .iter()
+            .filter(|l| l.product != product_id)
+            .filter_map(|l| Some(self.catalog.product(&l.product)?.price.times(l.qty)))
+            .sum();
+        if others + product.price.times(wanted) > Kes::whole(MAX_ORDER_TOTAL) {
+            return self.hint_max("hint.order_max", Kes::whole(MAX_ORDER_TOTAL));
+        }
+        self.cart.lines[i].qty = wanted;
+        let name = self.list_name(product_id);
+        self.back_to_cart();
+        let qty = wanted.to_string();
+        Outcome::Show(Some(
+            self.text("item.changed", &[("qty", &qty), ("name", &name)]),
+        ))
+    }
+
+    /// The cart row of a product in the cart.
+    fn cart_row(&self, product: &str) -> Option<CartRow<'a>> {
+        let line = self.cart.lines.iter().find(|l| l.product == product)?;
+        let found = self.catalog.product(product)?;
+        Some(CartRow {
+            name: found.name_in(self.lang()),
+            qty: line.qty,
+            amount: found.price.times(line.qty),
+        })
+    }
+
+    /// How this shopper can pay, from their number and network.
+    fn pay_way(&self) -> PayWay {
+        if self.hop.mpesa {
+            PayWay::Prompt
+        } else if self.hop.msisdn.is_kenyan() {
+            PayWay::Paybill
+        } else {
+            PayWay::None
+        }
+    }
+
+    /// Opens checkout; for a number outside Kenya with items in the cart, ends the session
+    /// instead, saying the shop takes M-Pesa (Kenya) only. The cart is kept.
+    fn open_checkout(&mut self) -> Outcome {
+        if self.pay_way() == PayWay::None && !self.cart.is_empty() {
+            let total = cart_total(self.catalog, &self.cart);
+            return Outcome::End(render::mpesa_only(self.catalog, self.lang(), total));
+        }
+        self.open(Screen::Checkout);
+        Outcome::Show(None)
+    }
+
+    /// A product's name as lists show it.
+    fn list_name(&self, product: &str) -> String {
+        self.catalog
+            .product(product)
+            .map(|p| render::list_name(p.name_in(self.lang())))
+            .unwrap_or_default()
+    }
+
+    /// True when an earlier order may still have an M-Pesa prompt open on this phone: the
+    /// payment worker holds one prompt per phone at a time, for up to [`STK_LOCK_TTL_MS`].
+    fn prompt_pending(&self) -> bool {
+        let window = i64::try_from(STK_LOCK_TTL_MS).unwrap_or(i64::MAX);
+        self.profile.orders.iter().any(|o| {
+            o.status == OrderStatus::AwaitingPayment && self.hop.now_ms - o.placed_at_ms < window
+        })
+    }
+
+    /// Places the cart as an order, and ends the session so that the phone can show the
+    /// M-Pesa prompt to `payer`; with no `payer`, no prompt is sent and the END screen gives
+    /// the paybill instructions.
+    fn place_order(&mut self, payer: Option<Msisdn>) -> Outcome {
         let lang = self.lang();
         let lines = self.cart.order_lines(self.catalog, lang);
         if lines.is_empty() {
@@ -647,6 +757,14 @@ impl<'h, 'a> Session<'h, 'a> {
             return self.hint_max("hint.order_max", Kes::whole(MAX_ORDER_TOTAL));
         }
         let number = self.hop.new_order_number.to_owned();
+        let placed = match &payer {
+            None => Placed::Paybill,
+            // Measured before this order joins the profile.
+            Some(payer) if payer == self.hop.msisdn && self.prompt_pending() => {
+                Placed::PromptQueued
+            }
+            Some(_) => Placed::Prompt,
+        };
         self.effects.push(Effect::PlaceOrder {
             number: number.clone(),
             lines,
@@ -671,6 +789,7 @@ impl<'h, 'a> Session<'h, 'a> {
             &number,
             total,
             self.hop.paybill,
+            placed,
         ))
     }
 
@@ -684,7 +803,7 @@ impl<'h, 'a> Session<'h, 'a> {
             Screen::Static(id) => {
                 render::static_screen(catalog, lang, catalog.screen(id)?, self.hop.paybill)
             }
-            Screen::Resume => render::resume(catalog, lang, self.cart.item_count(), total),
+            Screen::Resume => render::resume(catalog, lang, self.cart.line_count(), total),
             Screen::Categories => render::categories(catalog, lang),
             Screen::Products(category) => {
                 render::products(catalog, lang, catalog.category(category)?)
@@ -694,19 +813,32 @@ impl<'h, 'a> Session<'h, 'a> {
                 render::added(catalog, lang, catalog.product(product)?, *qty)
             }
             Screen::Cart => render::cart(catalog, lang, &rows(), total),
-            Screen::Remove => render::remove(catalog, lang, &rows()),
+            Screen::Remove => render::pick_line(catalog, lang, &rows()),
+            Screen::Line(product) => {
+                let row = self.cart_row(product)?;
+                render::line(catalog, lang, &row)
+            }
+            Screen::NewQty(product) => {
+                let qty = self.cart.lines.iter().find(|l| &l.product == product)?.qty;
+                render::new_quantity(catalog, lang, catalog.product(product)?, qty)
+            }
             Screen::Clear => render::clear(catalog, lang),
             Screen::Checkout => render::checkout(
                 catalog,
                 lang,
                 (!self.cart.is_empty()).then_some(total),
                 &self.hop.msisdn.local_masked(),
+                self.pay_way(),
             ),
             Screen::Payer => render::payer(catalog, lang),
             Screen::Orders => render::orders(catalog, lang, &self.profile.orders),
-            Screen::Order(number) => {
-                render::order(catalog, lang, self.summary(number)?, self.hop.paybill)
-            }
+            Screen::Order(number) => render::order(
+                catalog,
+                lang,
+                self.summary(number)?,
+                self.hop.paybill,
+                self.hop.mpesa,
+            ),
         })
     }
 
@@ -714,7 +846,7 @@ impl<'h, 'a> Session<'h, 'a> {
         let reply = match outcome {
             Outcome::End(text) => {
                 self.home();
-                Reply::end(render::clamp(text))
+                Reply::end(render::clamp(text, self.hop.screen_max))
             }
             Outcome::Show(notice) => {
                 let view = match self.view(&self.top()) {
@@ -726,14 +858,20 @@ impl<'h, 'a> Session<'h, 'a> {
                 };
                 let lang = self.lang();
                 let at = self.stack.last().map_or(0, |f| usize::from(f.at));
-                let page = view.page(self.catalog, lang, at, notice.as_deref());
+                let page = view.page(
+                    self.catalog,
+                    lang,
+                    at,
+                    notice.as_deref(),
+                    self.hop.screen_max,
+                );
                 if let Some(frame) = self.stack.last_mut() {
                     frame.next = page.next.and_then(|n| u8::try_from(n).ok());
                     if usize::from(frame.at) >= view.items.len() {
                         frame.at = 0;
                     }
                 }
-                Reply::con(render::clamp(page.text))
+                Reply::con(render::clamp(page.text, self.hop.screen_max))
             }
         };
         Step {
@@ -748,7 +886,10 @@ impl<'h, 'a> Session<'h, 'a> {
 
 /// Screens where `98` means "More" rather than data or an invalid choice.
 fn screen_reads_more(screen: &Screen) -> bool {
-    !matches!(screen, Screen::Quantity(_) | Screen::Payer)
+    !matches!(
+        screen,
+        Screen::Quantity(_) | Screen::NewQty(_) | Screen::Payer
+    )
 }
 
 /// A list choice `1..=len` as an index. Keys are written without leading zeros.

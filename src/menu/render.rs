@@ -1,13 +1,15 @@
 //! What each screen looks like, and how a long screen is split into pages.
 //!
 //! A screen is described as a `View`: head lines (title, messages), items (options or cart
-//! lines, each kept whole) and whether the navigation line shows. `View::page` lays out one
-//! page from a given item: an optional notice (a hint such as "Invalid choice.") on top, the
-//! head, as many items as fit, `98. More` when items remain, and `0. Back 00. Home`. A notice
-//! never moves options to another page: if it would, it takes the title's line instead. A page
-//! never splits an item and never exceeds [`SCREEN_MAX_SEPTETS`] unless a single item cannot fit at
-//! all, which [`crate::menu::catalog`] rules out at load time by laying out every screen with
-//! the longest data.
+//! lines, each kept whole), foot lines (options shown on every page, such as the cart's
+//! Checkout) and whether the navigation line shows. `View::page` lays out one page from a given
+//! item, for a screen budget (the gateway's, [`crate::menu::Hop::screen_max`]): an optional
+//! notice (a hint such as "Invalid choice.") on top, the head, as many items as fit, the foot,
+//! `98. More` when items remain, and `0. Back 00. Home`. A notice never moves options to
+//! another page: if it would, it takes the title's line instead. A page never splits an item
+//! and never exceeds the budget unless a single item cannot fit at all, which
+//! [`crate::menu::catalog`] rules out at load time by laying out every screen with the longest
+//! data at [`crate::menu::SMALLEST_SCREEN_MAX`].
 //!
 //! Both the engine and the catalog's budget check build views through the functions here, so
 //! what is checked at startup is exactly what shoppers see. Nothing here decides what a key
@@ -15,12 +17,9 @@
 
 use crate::gsm7;
 use crate::menu::catalog::{Catalog, Category, Product, StaticScreen};
-use crate::menu::Lang;
+use crate::menu::{Lang, DEFAULT_SCREEN_MAX};
 use crate::money::Kes;
 use crate::orders::{OrderStatus, OrderSummary};
-
-/// The longest screen text: 182 GSM-7 characters on the wire, less the `CON `/`END ` prefix.
-pub const SCREEN_MAX_SEPTETS: usize = 178;
 /// Names in lists (products, cart lines) are shortened to this with [`gsm7::shorten`], so a
 /// page holds several of them.
 pub const LIST_NAME_MAX_SEPTETS: usize = 22;
@@ -34,6 +33,8 @@ pub(crate) struct View {
     pub head: Vec<String>,
     /// Options or cart lines, in order; an item may span lines and is never split.
     pub items: Vec<String>,
+    /// Lines shown under the items on every page (the cart's actions).
+    pub foot: Vec<String>,
     /// Whether `0. Back 00. Home` is shown (everywhere but the main menu and the resume offer).
     pub nav: bool,
 }
@@ -53,34 +54,38 @@ fn width(line: &str) -> usize {
 }
 
 impl View {
-    /// Lays out the page that starts at item `start`, with `notice` above it.
+    /// Lays out the page that starts at item `start`, with `notice` above it, in at most `max`
+    /// GSM-7 characters.
     ///
-    /// When the notice would push items of this page onto the next one, it takes the place of
-    /// the first head line (the title the shopper has just seen) instead, so that a hint never
-    /// moves the options the shopper is choosing from.
+    /// When the notice would push items of this page onto the next one, or make a screen
+    /// without items too long, it takes the place of the first head line (the title the
+    /// shopper has just seen) instead, so that a hint never moves the options the shopper is
+    /// choosing from.
     pub(crate) fn page(
         &self,
         catalog: &Catalog,
         lang: Lang,
         start: usize,
         notice: Option<&str>,
+        max: usize,
     ) -> Page {
         let start = if start < self.items.len() { start } else { 0 };
         let head: Vec<&str> = self.head.iter().map(String::as_str).collect();
-        let page = self.layout(catalog, lang, start, notice, &head);
+        let layout = |notice, head: &[&str]| self.layout(catalog, lang, start, notice, head, max);
+        let page = layout(notice, &head);
         let Some(notice) = notice else {
             return page;
         };
-        if self.items.is_empty() || head.is_empty() {
+        if head.is_empty() {
             return page;
         }
-        let plain = self.layout(catalog, lang, start, None, &head);
+        let plain = layout(None, &head);
         if page.fits && page.next == plain.next {
             return page;
         }
         let mut replaced = head.clone();
         replaced[0] = notice;
-        let instead = self.layout(catalog, lang, start, None, &replaced);
+        let instead = layout(None, &replaced);
         if instead.fits && instead.next == plain.next {
             instead
         } else {
@@ -95,6 +100,7 @@ impl View {
         start: usize,
         notice: Option<&str>,
         head: &[&str],
+        max: usize,
     ) -> Page {
         let more = format!("{MORE_KEY}. {}", catalog.text(lang, "nav.more", &[]));
         let nav = nav_line(catalog, lang);
@@ -103,11 +109,12 @@ impl View {
         let fixed: Vec<&str> = notice
             .into_iter()
             .chain(head.iter().copied())
+            .chain(self.foot.iter().map(String::as_str))
             .chain(self.nav.then_some(nav.as_str()))
             .collect();
         let base: usize = fixed.iter().map(|line| width(line) + 1).sum();
         let more_cost = width(&more) + 1;
-        let budget = SCREEN_MAX_SEPTETS + 1;
+        let budget = max + 1;
 
         // The most items that fit, trying every count: the last item needs no `98. More`, so a
         // count that fits may follow one that does not.
@@ -138,6 +145,7 @@ impl View {
         let mut lines: Vec<&str> = notice.into_iter().collect();
         lines.extend(head.iter().copied());
         lines.extend(self.items[start..start + shown].iter().map(String::as_str));
+        lines.extend(self.foot.iter().map(String::as_str));
         if next.is_some() {
             lines.push(&more);
         }
@@ -212,10 +220,12 @@ pub(crate) fn static_screen(
             .map(|o| option(&o.key, &catalog.text(lang, &o.label, &values)))
             .collect(),
         nav: screen.id != crate::menu::engine::MAIN_SCREEN,
+        foot: Vec::new(),
     }
 }
 
-/// "Welcome back. Your cart: 3 items, KES 900." with Continue and Start over.
+/// "Welcome back. Your cart: 3 items, KES 900." with Continue and Start over. `items` counts
+/// the cart's lines (ten bags of sugar are one item), as shoppers do.
 pub(crate) fn resume(catalog: &Catalog, lang: Lang, items: u32, total: Kes) -> View {
     View {
         head: vec![catalog.text(
@@ -231,6 +241,7 @@ pub(crate) fn resume(catalog: &Catalog, lang: Lang, items: u32, total: Kes) -> V
             option(2, &catalog.text(lang, "resume.restart", &[])),
         ],
         nav: false,
+        foot: Vec::new(),
     }
 }
 
@@ -244,6 +255,7 @@ pub(crate) fn categories(catalog: &Catalog, lang: Lang) -> View {
             .map(|(i, c)| option(i + 1, &list_name(c.name(lang))))
             .collect(),
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -268,6 +280,7 @@ pub(crate) fn products(catalog: &Catalog, lang: Lang, category: &Category) -> Vi
             })
             .collect(),
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -287,6 +300,7 @@ pub(crate) fn quantity(catalog: &Catalog, lang: Lang, product: &Product) -> View
         ],
         items: Vec::new(),
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -303,6 +317,7 @@ pub(crate) fn added(catalog: &Catalog, lang: Lang, product: &Product, qty: u32) 
             option(2, &catalog.text(lang, "added.continue", &[])),
         ],
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -315,30 +330,70 @@ fn empty_cart(catalog: &Catalog, lang: Lang, title: Option<String>) -> View {
             .collect(),
         items: vec![option(1, &catalog.text(lang, "cart.shop", &[]))],
         nav: true,
+        foot: Vec::new(),
     }
 }
 
-/// `Total KES X.` and the two ways to pay; `total` is `None` for an empty cart.
+/// How a shopper can pay at checkout, from their number and network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PayWay {
+    /// An M-Pesa prompt to this phone, or to another Safaricom number.
+    Prompt,
+    /// A Kenyan number that cannot get a prompt (Airtel, Telkom): the order is paid to the
+    /// paybill, or by prompt to another (Safaricom) number.
+    Paybill,
+    /// A number outside Kenya: the shop takes M-Pesa (Kenya) only.
+    None,
+}
+
+/// `Total KES X.` and the ways to pay; `total` is `None` for an empty cart.
 pub(crate) fn checkout(
     catalog: &Catalog,
     lang: Lang,
     total: Option<Kes>,
     phone_masked: &str,
+    way: PayWay,
 ) -> View {
     let Some(total) = total else {
         return empty_cart(catalog, lang, None);
     };
-    View {
-        head: vec![catalog.text(lang, "checkout.total", &[("total", &total.to_string())])],
-        items: vec![
+    let head = vec![catalog.text(lang, "checkout.total", &[("total", &total.to_string())])];
+    let items = match way {
+        PayWay::Prompt => vec![
             option(
                 1,
                 &catalog.text(lang, "checkout.pay_self", &[("phone", phone_masked)]),
             ),
             option(2, &catalog.text(lang, "checkout.pay_other", &[])),
         ],
+        PayWay::Paybill => vec![
+            option(1, &catalog.text(lang, "checkout.pay_paybill", &[])),
+            option(2, &catalog.text(lang, "checkout.pay_other", &[])),
+        ],
+        PayWay::None => {
+            return View {
+                head: vec![mpesa_only(catalog, lang, total)],
+                items: Vec::new(),
+                foot: Vec::new(),
+                nav: true,
+            }
+        }
+    };
+    View {
+        head,
+        items,
+        foot: Vec::new(),
         nav: true,
     }
+}
+
+/// The END screen at checkout for a number outside Kenya: no order is placed.
+pub(crate) fn mpesa_only(catalog: &Catalog, lang: Lang, total: Kes) -> String {
+    catalog.text(
+        lang,
+        "checkout.mpesa_only",
+        &[("total", &total.to_string()), ("shop", catalog.shop_name())],
+    )
 }
 
 pub(crate) fn payer(catalog: &Catalog, lang: Lang) -> View {
@@ -346,6 +401,7 @@ pub(crate) fn payer(catalog: &Catalog, lang: Lang) -> View {
         head: vec![catalog.text(lang, "payer.ask", &[])],
         items: Vec::new(),
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -357,57 +413,58 @@ pub(crate) struct CartRow<'a> {
     pub amount: Kes,
 }
 
-/// The cart's lines, then (on the last page) the total and the three actions. The actions
-/// also work from earlier pages; they are shown once so that the lines get the room.
+/// The total, the cart's lines, and the three actions under them on every page: only the
+/// lines are paged, so Checkout is on the first page of a ten-line cart.
 pub(crate) fn cart(catalog: &Catalog, lang: Lang, rows: &[CartRow<'_>], total: Kes) -> View {
     let title = catalog.text(lang, "cart.title", &[]);
     if rows.is_empty() {
         return empty_cart(catalog, lang, Some(title));
     }
-    let mut items: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            catalog.text(
-                lang,
-                "cart.line",
-                &[
-                    ("qty", &row.qty.to_string()),
-                    ("name", &list_name(row.name)),
-                    ("amount", &row.amount.to_string()),
-                ],
-            )
-        })
-        .collect();
-    items.push(
-        [
-            catalog.text(lang, "cart.total", &[("total", &total.to_string())]),
-            option(1, &catalog.text(lang, "cart.checkout", &[])),
-            option(2, &catalog.text(lang, "cart.remove", &[])),
-            option(3, &catalog.text(lang, "cart.clear", &[])),
-        ]
-        .join("\n"),
-    );
     View {
-        head: vec![title],
-        items,
+        head: vec![
+            title,
+            catalog.text(lang, "cart.total", &[("total", &total.to_string())]),
+        ],
+        items: rows
+            .iter()
+            .map(|row| cart_line(catalog, lang, row))
+            .collect(),
+        foot: vec![
+            option(1, &catalog.text(lang, "cart.checkout", &[])),
+            option(2, &catalog.text(lang, "cart.change", &[])),
+            option(3, &catalog.text(lang, "cart.clear", &[])),
+        ],
         nav: true,
     }
 }
 
-/// The cart's lines as numbered choices.
-pub(crate) fn remove(catalog: &Catalog, lang: Lang, rows: &[CartRow<'_>]) -> View {
+/// `Q x NAME - KES AMOUNT`.
+fn cart_line(catalog: &Catalog, lang: Lang, row: &CartRow<'_>) -> String {
+    catalog.text(
+        lang,
+        "cart.line",
+        &[
+            ("qty", &row.qty.to_string()),
+            ("name", &list_name(row.name)),
+            ("amount", &row.amount.to_string()),
+        ],
+    )
+}
+
+/// The cart's lines as numbered choices: which one to change or remove.
+pub(crate) fn pick_line(catalog: &Catalog, lang: Lang, rows: &[CartRow<'_>]) -> View {
     if rows.is_empty() {
         return empty_cart(catalog, lang, None);
     }
     View {
-        head: vec![catalog.text(lang, "remove.title", &[])],
+        head: vec![catalog.text(lang, "item.pick", &[])],
         items: rows
             .iter()
             .enumerate()
             .map(|(i, row)| {
                 let label = catalog.text(
                     lang,
-                    "remove.line",
+                    "item.choice",
                     &[
                         ("qty", &row.qty.to_string()),
                         ("name", &list_name(row.name)),
@@ -416,8 +473,29 @@ pub(crate) fn remove(catalog: &Catalog, lang: Lang, rows: &[CartRow<'_>]) -> Vie
                 option(i + 1, &label)
             })
             .collect(),
+        foot: Vec::new(),
         nav: true,
     }
+}
+
+/// One cart line, with Change quantity and Remove.
+pub(crate) fn line(catalog: &Catalog, lang: Lang, row: &CartRow<'_>) -> View {
+    View {
+        head: vec![cart_line(catalog, lang, row)],
+        items: vec![
+            option(1, &catalog.text(lang, "item.change", &[])),
+            option(2, &catalog.text(lang, "item.remove", &[])),
+        ],
+        foot: Vec::new(),
+        nav: true,
+    }
+}
+
+/// `NAME - KES PRICE each` and `Enter the new quantity (now Q)`.
+pub(crate) fn new_quantity(catalog: &Catalog, lang: Lang, product: &Product, qty: u32) -> View {
+    let mut view = quantity(catalog, lang, product);
+    view.head[1] = catalog.text(lang, "item.ask", &[("qty", &qty.to_string())]);
+    view
 }
 
 pub(crate) fn clear(catalog: &Catalog, lang: Lang) -> View {
@@ -428,6 +506,7 @@ pub(crate) fn clear(catalog: &Catalog, lang: Lang) -> View {
             option(2, &catalog.text(lang, "clear.no", &[])),
         ],
         nav: true,
+        foot: Vec::new(),
     }
 }
 
@@ -439,6 +518,7 @@ pub(crate) fn orders(catalog: &Catalog, lang: Lang, orders: &[OrderSummary]) -> 
             head: vec![title, catalog.text(lang, "orders.none", &[])],
             items: Vec::new(),
             nav: true,
+            foot: Vec::new(),
         };
     }
     View {
@@ -460,11 +540,19 @@ pub(crate) fn orders(catalog: &Catalog, lang: Lang, orders: &[OrderSummary]) -> 
             })
             .collect(),
         nav: true,
+        foot: Vec::new(),
     }
 }
 
-/// One order: number, total, status, and for a payable one the two ways to pay.
-pub(crate) fn order(catalog: &Catalog, lang: Lang, order: &OrderSummary, paybill: &str) -> View {
+/// One order: number, total, status, and for a payable one the ways to pay: "Pay again" (when
+/// `prompt`, the phone can get an M-Pesa prompt) and the paybill.
+pub(crate) fn order(
+    catalog: &Catalog,
+    lang: Lang,
+    order: &OrderSummary,
+    paybill: &str,
+    prompt: bool,
+) -> View {
     let total = order.total.to_string();
     let head = vec![
         catalog.text(lang, "order.title", &[("order", &order.number)]),
@@ -476,6 +564,7 @@ pub(crate) fn order(catalog: &Catalog, lang: Lang, order: &OrderSummary, paybill
         ),
     ];
     // "1. Pay again" then "Or pay KES 900 to Paybill ...", kept together as one item.
+    let mut head = head;
     let mut items = Vec::new();
     if order.status.is_payable() {
         let paybill_way = catalog.text(
@@ -487,13 +576,42 @@ pub(crate) fn order(catalog: &Catalog, lang: Lang, order: &OrderSummary, paybill
                 ("order", &order.number),
             ],
         );
-        let pay_again = option(1, &catalog.text(lang, "order.pay_again", &[]));
-        items.push(format!("{pay_again}\n{paybill_way}"));
+        if prompt {
+            let pay_again = option(1, &catalog.text(lang, "order.pay_again", &[]));
+            items.push(format!("{pay_again}\n{paybill_way}"));
+        } else {
+            head.push(paybill_way);
+        }
     }
     View {
         head,
         items,
         nav: true,
+        foot: Vec::new(),
+    }
+}
+
+/// What happens to a placed order's payment, which the END screen after checkout says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placed {
+    /// The M-Pesa prompt follows the end of the session.
+    Prompt,
+    /// A prompt of an earlier order may still be open on the phone: this order's prompt
+    /// waits for it (the payment worker sends one prompt per phone at a time).
+    PromptQueued,
+    /// No prompt is sent (the phone cannot get one): pay to the paybill.
+    Paybill,
+}
+
+impl Placed {
+    pub(crate) const ALL: [Placed; 3] = [Placed::Prompt, Placed::PromptQueued, Placed::Paybill];
+
+    pub(crate) fn text_id(self) -> &'static str {
+        match self {
+            Placed::Prompt => "order.placed",
+            Placed::PromptQueued => "order.placed_queued",
+            Placed::Paybill => "order.placed_paybill",
+        }
     }
 }
 
@@ -504,10 +622,11 @@ pub(crate) fn order_placed(
     number: &str,
     total: Kes,
     paybill: &str,
+    placed: Placed,
 ) -> String {
     catalog.text(
         lang,
-        "order.placed",
+        placed.text_id(),
         &[
             ("order", number),
             ("total", &total.to_string()),
@@ -525,12 +644,18 @@ pub(crate) fn prompt_sent(catalog: &Catalog, lang: Lang, number: &str, total: Ke
     )
 }
 
-/// Cuts a text to the screen as a last resort. The catalog check makes this unreachable for
-/// every screen the engine draws; it is here so that a gateway is never sent an oversized body.
-pub(crate) fn clamp(text: String) -> String {
-    if width(&text) <= SCREEN_MAX_SEPTETS {
+/// Cuts a text to `max` as a last resort. The catalog check makes this unreachable for every
+/// screen the engine draws on a gateway that takes at least [`crate::menu::SMALLEST_SCREEN_MAX`];
+/// it is here so that a gateway is never sent an oversized body.
+pub(crate) fn clamp(text: String, max: usize) -> String {
+    if width(&text) <= max {
         text
     } else {
-        gsm7::shorten(&text, SCREEN_MAX_SEPTETS)
+        gsm7::shorten(&text, max)
     }
+}
+
+/// [`clamp`] at the budget of most gateways, for screens drawn without a [`crate::menu::Hop`].
+pub(crate) fn clamp_default(text: String) -> String {
+    clamp(text, DEFAULT_SCREEN_MAX)
 }

@@ -1,6 +1,13 @@
 //! The shop's screens, driven the way Africa's Talking drives them: one form post per hop.
 
-use crate::helpers::{StoreKind, TestApp, TestOptions};
+use std::time::Duration;
+
+use duka::orders::OrderStatus;
+use duka::sandbox::mpesa::PayBillResult;
+
+use crate::helpers::{eventually, order_number_in, StoreKind, TestApp, TestOptions};
+
+const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn dialing_the_service_code_shows_the_main_menu() {
@@ -170,7 +177,8 @@ async fn redialing_with_a_full_cart_offers_to_continue_or_start_over() {
     }
     phone.hang_up();
     let welcome_back = phone.dial().await;
-    assert!(welcome_back.contains("2 items, KES 900"), "{welcome_back}");
+    // One line (2 x Toilet Paper): shoppers count lines, not units.
+    assert!(welcome_back.contains("1 item, KES 900"), "{welcome_back}");
     let cart = phone.press("1").await;
     assert!(cart.contains("Toilet Paper 10pk"), "{cart}");
     phone.hang_up();
@@ -183,7 +191,7 @@ async fn redialing_with_a_full_cart_offers_to_continue_or_start_over() {
 }
 
 #[tokio::test]
-async fn my_cart_lists_lines_and_can_remove_one_or_empty_it() {
+async fn my_cart_lists_lines_and_can_change_one_remove_one_or_empty_it() {
     let app = TestApp::spawn().await;
     let mut phone = app.phone("0712000011");
     phone.dial().await;
@@ -200,13 +208,22 @@ async fn my_cart_lists_lines_and_can_remove_one_or_empty_it() {
     assert!(cart.contains("Total KES 610"), "230 + 2 x 190: {cart}");
     let pick = phone.press("2").await;
     assert!(pick.contains("Maize Flour 2kg"), "{pick}");
-    let after_removal = phone.press("1").await;
+    phone.press("2").await;
+    phone.press("1").await;
+    let changed = phone.press("3").await;
+    assert!(
+        changed.contains("Now 3 x Sugar 1kg.") && changed.contains("Total KES 800"),
+        "230 + 3 x 190: {changed}"
+    );
+    phone.press("2").await;
+    phone.press("1").await;
+    let after_removal = phone.press("2").await;
     assert!(
         after_removal.contains("Removed Maize Flour 2kg"),
         "{after_removal}"
     );
     assert!(!after_removal.contains("x Maize"), "{after_removal}");
-    assert!(after_removal.contains("Total KES 380"), "{after_removal}");
+    assert!(after_removal.contains("Total KES 570"), "{after_removal}");
     phone.press("3").await;
     let emptied = phone.press("1").await;
     assert!(!emptied.contains("Sugar"), "{emptied}");
@@ -264,4 +281,111 @@ async fn every_screen_of_a_long_walk_fits_182_characters() {
             screen.chars().count()
         );
     }
+}
+
+/// Walks Shop, Household, Toilet Paper 10pk x2, Checkout for a caller the way Africa's Talking
+/// would send them, with the caller's own `networkCode`; returns every reply.
+async fn walk_to_checkout(
+    app: &crate::helpers::TestApp,
+    phone_number: &str,
+    network: &str,
+    inputs: &[&str],
+) -> Vec<String> {
+    let session = crate::helpers::new_session_id();
+    let mut replies = Vec::new();
+    let mut text = String::new();
+    for (i, input) in std::iter::once("")
+        .chain(inputs.iter().copied())
+        .enumerate()
+    {
+        if i > 1 {
+            text.push('*');
+        }
+        text.push_str(input);
+        let (status, body) = app
+            .post_ussd_form(&[
+                ("sessionId", &session),
+                ("serviceCode", "*384*12#"),
+                ("phoneNumber", phone_number),
+                ("networkCode", network),
+                ("text", &text),
+            ])
+            .await;
+        assert_eq!(status, 200, "{phone_number}: {body}");
+        replies.push(body);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_caller_from_another_country_shops_and_is_told_the_shop_takes_mpesa_only() {
+    let app = TestApp::spawn().await;
+    // Tanzania (Vodacom, 64004) and Ghana in bare digits.
+    for (number, network) in [("+255712345678", "64004"), ("233241234567", "62001")] {
+        let replies = walk_to_checkout(&app, number, network, &["1", "2", "3", "2", "1"]).await;
+        assert!(replies[0].starts_with("CON ") && replies[0].contains("1. Shop"));
+        let end = replies.last().unwrap();
+        assert!(
+            end.starts_with("END ") && end.contains("takes M-Pesa (Kenya) only"),
+            "{end}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.mpesa().pushes().is_empty());
+}
+
+#[tokio::test]
+async fn an_airtel_kenya_caller_orders_by_paybill_no_push_is_sent_and_the_paybill_pays_it() {
+    let app = TestApp::spawn().await;
+    let replies = walk_to_checkout(
+        &app,
+        "+254733123456",
+        "63903",
+        &["1", "2", "3", "2", "1", "1"],
+    )
+    .await;
+    let checkout = &replies[replies.len() - 2];
+    assert!(
+        checkout.contains("1. Order now, pay to Paybill") && !checkout.contains("Pay with M-Pesa"),
+        "{checkout}"
+    );
+    let end = replies.last().unwrap();
+    assert!(
+        end.starts_with("END Order ") && end.contains("Paybill"),
+        "{end}"
+    );
+    let number = order_number_in(end);
+    let order = app.order(&number).await.expect("the order is placed");
+    assert!(order.attempts.is_empty(), "{:?}", order.attempts);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        app.mpesa().pushes().is_empty(),
+        "no push to an Airtel number"
+    );
+
+    let paid = app.mpesa().pay_bill(&number, "900.00").await.unwrap();
+    assert_eq!(paid.result, PayBillResult::Confirmed);
+    eventually("the paybill payment to settle the order", WAIT, || async {
+        app.order(&number)
+            .await
+            .filter(|o| o.status == OrderStatus::Paid)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn paying_for_another_number_refuses_an_airtel_number() {
+    let app = TestApp::spawn().await;
+    let replies = walk_to_checkout(
+        &app,
+        "+254712000071",
+        "63902",
+        &["1", "2", "3", "2", "1", "2", "0733123456"],
+    )
+    .await;
+    let refused = replies.last().unwrap();
+    assert!(
+        refused.starts_with("CON Only a Safaricom number can get the M-Pesa prompt."),
+        "{refused}"
+    );
 }

@@ -6,14 +6,19 @@
 //! [`render`] functions the engine uses, with worst-case data: the longest names, the largest
 //! price, quantity 99, a full cart at the largest total the cart limits allow, six-character
 //! order numbers, a seven-digit paybill, and each hint the screen can show on top. Every page
-//! from every starting item must fit in [`SCREEN_MAX_SEPTETS`]. Each SMS text is filled with
-//! the longest realistic values and must fit one GSM-7 segment.
+//! from every starting item, laid out at the smallest screen any gateway takes
+//! ([`SMALLEST_SCREEN_MAX`]), must fit it. Each SMS text is filled with the longest realistic
+//! values and must fit one GSM-7 segment.
+//!
+//! A text that is not GSM-7 has no length in GSM-7: its character is reported where it is
+//! written (file, key, the character and its code), and the screens it appears on are not
+//! measured, so no made-up length is ever reported.
 
 use super::{text_file, Catalog, Problems, CATALOG_FILE, SCREENS_FILE};
 use crate::gsm7;
 use crate::menu::engine::{MAX_CART_LINES, MAX_ORDER_TOTAL, MAX_PAYBILL_LEN, MAX_QTY};
-use crate::menu::render::{self, CartRow, View, SCREEN_MAX_SEPTETS};
-use crate::menu::Lang;
+use crate::menu::render::{self, CartRow, PayWay, Placed, View};
+use crate::menu::{Lang, SMALLEST_SCREEN_MAX};
 use crate::money::Kes;
 use crate::orders::{OrderStatus, OrderSummary, ORDER_NUMBER_LEN};
 
@@ -26,8 +31,9 @@ pub const SMS_ITEMS_MAX_SEPTETS: usize = 50;
 const WORST_RECEIPT: &str = "QKH94M1Z11";
 /// The longest USSD code a nudge may tell shoppers to dial.
 const WORST_SHORTCODE: &str = "*384*123456#";
-/// `Msisdn::local_masked` always has this shape.
-const WORST_PHONE_MASKED: &str = "07XX XXX 678";
+/// The longest `Msisdn::local_masked` a shopper offered "Pay with M-Pesa" can have (a Kenyan
+/// number: only those can be pushed).
+const WORST_PHONE_MASKED: &str = "07XX XXX X78";
 
 const ALL_STATUSES: [OrderStatus; 4] = [
     OrderStatus::AwaitingPayment,
@@ -46,6 +52,7 @@ struct Worst {
     line: Kes,
     /// The product name that is longest in this language.
     name: String,
+    /// The most lines a cart holds, as "N items" counts them.
     items: u32,
 }
 
@@ -72,7 +79,7 @@ impl Worst {
             total: dearest.min(limit),
             line: line.min(limit),
             name,
-            items: MAX_QTY * u32::try_from(MAX_CART_LINES).unwrap_or(u32::MAX),
+            items: u32::try_from(MAX_CART_LINES).unwrap_or(u32::MAX),
         }
     }
 }
@@ -95,9 +102,12 @@ impl Checker<'_, '_> {
         let starts = 0..view.items.len().max(1);
         for notice in std::iter::once(None).chain(notices.iter().copied().map(Some)) {
             for start in starts.clone() {
-                let page = view.page(self.catalog, self.lang, start, notice);
-                let length = gsm7::septets(&page.text).unwrap_or(usize::MAX);
-                if !page.fits || length > SCREEN_MAX_SEPTETS {
+                let page = view.page(self.catalog, self.lang, start, notice, SMALLEST_SCREEN_MAX);
+                // Not GSM-7: the character is reported where it is written.
+                let Some(length) = gsm7::septets(&page.text) else {
+                    return;
+                };
+                if !page.fits || length > SMALLEST_SCREEN_MAX {
                     self.overflow(blame, what, length, &page.text);
                     return;
                 }
@@ -106,9 +116,10 @@ impl Checker<'_, '_> {
     }
 
     fn end(&mut self, blame: (&str, &str), what: &str, text: &str) {
-        let length = gsm7::septets(text).unwrap_or(usize::MAX);
-        if length > SCREEN_MAX_SEPTETS {
-            self.overflow(blame, what, length, text);
+        if let Some(length) = gsm7::septets(text) {
+            if length > SMALLEST_SCREEN_MAX {
+                self.overflow(blame, what, length, text);
+            }
         }
     }
 
@@ -118,7 +129,7 @@ impl Checker<'_, '_> {
             key,
             format!(
                 "the {what} screen in {} can be {length} characters with the longest data, \
-                 more than {SCREEN_MAX_SEPTETS}: \"{}\"",
+                 more than {SMALLEST_SCREEN_MAX} (the smallest screen a gateway takes): \"{}\"",
                 self.lang.code(),
                 text.replace('\n', " | ")
             ),
@@ -127,7 +138,10 @@ impl Checker<'_, '_> {
 
     fn sms(&mut self, id: &str, values: &[(&str, &str)]) {
         let text = self.text(id, values);
-        let length = gsm7::septets(&text).unwrap_or(usize::MAX);
+        // Not GSM-7: the character is reported where it is written.
+        let Some(length) = gsm7::septets(&text) else {
+            return;
+        };
         if length > SMS_MAX_SEPTETS {
             self.problems.add(
                 &text_file(self.lang),
@@ -166,7 +180,13 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
     let full = max("hint.cart_full", &MAX_CART_LINES.to_string());
     let order_max = max("hint.order_max", &Kes::whole(MAX_ORDER_TOTAL).to_string());
     let phone = c.text("hint.phone", &[]);
-    let removed = c.text("remove.done", &[("name", &render::list_name(&worst.name))]);
+    let not_safaricom = c.text("hint.not_safaricom", &[]);
+    let list_name = render::list_name(&worst.name);
+    let removed = c.text("item.removed", &[("name", &list_name)]);
+    let changed_qty = c.text(
+        "item.changed",
+        &[("qty", &MAX_QTY.to_string()), ("name", &list_name)],
+    );
     let changed = c.text("language.changed", &[]);
 
     for screen in catalog.screens.values() {
@@ -217,6 +237,9 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         );
         let view = render::added(catalog, lang, product, MAX_QTY);
         c.screen((&file, "added.title"), "added", &view, &added_notices);
+        let view = render::new_quantity(catalog, lang, product, MAX_QTY);
+        let notices = [quantity.as_str(), order_max.as_str()];
+        c.screen((&file, "item.ask"), "new quantity", &view, &notices);
         texts_fit = c.problems.0.len() == before;
     }
     for (i, category) in catalog.categories().iter().enumerate() {
@@ -233,22 +256,31 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         }
     }
 
-    let view = render::checkout(catalog, lang, Some(worst.total), WORST_PHONE_MASKED);
-    let notices = [invalid.as_str(), order_max.as_str()];
-    c.screen((&file, "checkout.total"), "checkout", &view, &notices);
-    let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED);
-    c.screen(
-        (&file, "cart.empty"),
-        "checkout",
-        &view,
-        &[invalid.as_str()],
-    );
+    for way in [PayWay::Prompt, PayWay::Paybill, PayWay::None] {
+        let view = render::checkout(catalog, lang, Some(worst.total), WORST_PHONE_MASKED, way);
+        let notices = [invalid.as_str(), order_max.as_str()];
+        let (blame, notices) = match way {
+            // One text, reachable only by going back to it: "Invalid choice." is all it shows.
+            PayWay::None => ("checkout.mpesa_only", &notices[..1]),
+            _ => ("checkout.total", &notices[..]),
+        };
+        c.screen((&file, blame), "checkout", &view, notices);
+        let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED, way);
+        c.screen(
+            (&file, "cart.empty"),
+            "checkout",
+            &view,
+            &[invalid.as_str()],
+        );
+    }
+    let text = render::mpesa_only(catalog, lang, worst.total);
+    c.end((&file, "checkout.mpesa_only"), "M-Pesa only", &text);
     let view = render::payer(catalog, lang);
     c.screen(
         (&file, "payer.ask"),
         "payer number",
         &view,
-        &[phone.as_str()],
+        &[phone.as_str(), not_safaricom.as_str()],
     );
 
     let rows: Vec<CartRow<'_>> = (0..MAX_CART_LINES)
@@ -258,13 +290,46 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
             amount: worst.line,
         })
         .collect();
-    let notices = [invalid.as_str(), removed.as_str()];
+    let notices = [invalid.as_str(), removed.as_str(), changed_qty.as_str()];
     let view = render::cart(catalog, lang, &rows, worst.total);
     c.screen((&file, "cart.line"), "cart", &view, &notices);
     let view = render::cart(catalog, lang, &[], Kes::ZERO);
     c.screen((&file, "cart.empty"), "cart", &view, &notices);
-    let view = render::remove(catalog, lang, &rows);
-    c.screen((&file, "remove.line"), "remove", &view, &[invalid.as_str()]);
+    let view = render::pick_line(catalog, lang, &rows);
+    c.screen(
+        (&file, "item.choice"),
+        "change which item",
+        &view,
+        &[invalid.as_str()],
+    );
+    if let Some(row) = rows.first() {
+        let view = render::line(catalog, lang, row);
+        c.screen(
+            (&file, "cart.line"),
+            "cart line",
+            &view,
+            &[invalid.as_str()],
+        );
+    }
+    // The new-quantity screen shows the full name, like the quantity screen.
+    let new_qty_notices = [quantity.as_str(), order_max.as_str()];
+    for (i, category) in catalog
+        .categories()
+        .iter()
+        .enumerate()
+        .filter(|_| texts_fit)
+    {
+        for (j, product) in category.products.iter().enumerate() {
+            let key = format!("categories[{i}].products[{j}].name");
+            let view = render::new_quantity(catalog, lang, product, MAX_QTY);
+            c.screen(
+                (CATALOG_FILE, &key),
+                "new quantity",
+                &view,
+                &new_qty_notices,
+            );
+        }
+    }
     let view = render::clear(catalog, lang);
     c.screen(
         (&file, "clear.ask"),
@@ -283,19 +348,30 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         let list = vec![summary.clone(); crate::menu::Profile::MAX_ORDERS];
         let view = render::orders(catalog, lang, &list);
         c.screen((&file, "orders.line"), "orders", &view, &[invalid.as_str()]);
-        let view = render::order(catalog, lang, &summary, &worst.paybill);
-        c.screen(
-            (&file, "order.paybill"),
-            "order",
-            &view,
-            &[invalid.as_str()],
-        );
+        for prompt in [true, false] {
+            let view = render::order(catalog, lang, &summary, &worst.paybill, prompt);
+            c.screen(
+                (&file, "order.paybill"),
+                "order",
+                &view,
+                &[invalid.as_str()],
+            );
+        }
     }
     let view = render::orders(catalog, lang, &[]);
     c.screen((&file, "orders.none"), "orders", &view, &[invalid.as_str()]);
 
-    let text = render::order_placed(catalog, lang, &worst.order, worst.total, &worst.paybill);
-    c.end((&file, "order.placed"), "order placed", &text);
+    for placed in Placed::ALL {
+        let text = render::order_placed(
+            catalog,
+            lang,
+            &worst.order,
+            worst.total,
+            &worst.paybill,
+            placed,
+        );
+        c.end((&file, placed.text_id()), "order placed", &text);
+    }
     let text = render::prompt_sent(catalog, lang, &worst.order, worst.total);
     c.end((&file, "order.prompt_sent"), "pay again", &text);
     let text = c.text("ussd.apology", &[]);

@@ -546,6 +546,32 @@ fn characters_outside_gsm7_are_refused_naming_the_character() {
 }
 
 #[test]
+fn a_curly_quote_in_a_product_name_is_named_with_its_code_and_no_made_up_length() {
+    let menus = TempMenus::copy_of_shipped();
+    menus.replace(
+        CATALOG_FILE,
+        "name = \"Earphones\"",
+        "name = \"Earphones \u{2019}Pro\u{2019}\"",
+    );
+    let problems = menus.problems();
+    assert_problem(
+        &problems,
+        CATALOG_FILE,
+        "categories[2].products[3].name",
+        "'\u{2019}' (U+2019) is not a GSM-7 character",
+    );
+    assert_problem(
+        &problems,
+        CATALOG_FILE,
+        "categories[2].products[3].name",
+        "use ' instead",
+    );
+    // Only that one finding: no screen is measured with a length GSM-7 cannot give it.
+    assert_eq!(problems.len(), 1, "{}", list(&problems));
+    assert!(!list(&problems).contains(&usize::MAX.to_string()));
+}
+
+#[test]
 fn prices_must_be_positive_whole_shillings_within_the_mpesa_limit() {
     let menus = TempMenus::copy_of_shipped();
     menus
@@ -718,8 +744,8 @@ fn a_help_text_too_long_with_a_hint_is_named_on_its_screen() {
     let menus = TempMenus::copy_of_shipped();
     menus.replace(
         "text/en.toml",
-        "Account: your order number.",
-        "Account: your order number. We are open every day from seven in the morning.",
+        "Account: order number.",
+        "Account: order number. We are open every day from seven in the morning.",
     );
     assert_problem(
         &menus.problems(),
@@ -788,7 +814,7 @@ fn every_problem_is_collected_and_listed_one_per_line_with_file_and_key() {
             "target = \"order-list\"",
         )
         .replace(CATALOG_FILE, "price = 280", "price = -1")
-        .replace("text/sw.toml", "back = \"Rudi\"", "back = \"Rudi {x}\"");
+        .replace("text/sw.toml", "back = \"Rudi\"", "back = \"R{x}\"");
     let error = Catalog::load(&menus.dir).unwrap_err();
     assert_eq!(error.problems.len(), 4, "{error}");
     let text = error.to_string();

@@ -13,6 +13,9 @@ fn catalog() -> &'static Catalog {
 /// A shopper's phone: the state the store would keep between hops, and the last reply.
 struct Phone {
     msisdn: Msisdn,
+    /// Whether the phone can get an M-Pesa prompt (`Hop::mpesa`).
+    mpesa: bool,
+    screen_max: usize,
     cart: Cart,
     profile: Profile,
     state: MenuState,
@@ -27,6 +30,8 @@ impl Phone {
     fn new() -> Self {
         Phone {
             msisdn: Msisdn::parse("0712345678").unwrap(),
+            mpesa: true,
+            screen_max: crate::menu::DEFAULT_SCREEN_MAX,
             cart: Cart::default(),
             profile: Profile::default(),
             state: MenuState::default(),
@@ -47,31 +52,36 @@ impl Phone {
         &self.reply.text
     }
 
-    fn dial(&mut self) -> &str {
-        let hop = Hop {
+    /// A phone on another network or in another country.
+    fn on(number: &str, mpesa: bool) -> Self {
+        Phone {
+            msisdn: Msisdn::parse(number).unwrap(),
+            mpesa,
+            ..Phone::new()
+        }
+    }
+
+    fn hop(&self) -> Hop<'_> {
+        Hop {
             catalog: catalog(),
             msisdn: &self.msisdn,
+            mpesa: self.mpesa,
+            screen_max: self.screen_max,
             cart: &self.cart,
             profile: &self.profile,
             paybill: &self.paybill,
             new_order_number: &self.next_order,
             now_ms: self.now_ms,
-        };
-        let step = start(&hop);
+        }
+    }
+
+    fn dial(&mut self) -> &str {
+        let step = start(&self.hop());
         self.apply(step)
     }
 
     fn press(&mut self, input: &str) -> &str {
-        let hop = Hop {
-            catalog: catalog(),
-            msisdn: &self.msisdn,
-            cart: &self.cart,
-            profile: &self.profile,
-            paybill: &self.paybill,
-            new_order_number: &self.next_order,
-            now_ms: self.now_ms,
-        };
-        let step = step(&hop, &self.state, input);
+        let step = step(&self.hop(), &self.state, input);
         self.apply(step)
     }
 
@@ -153,9 +163,23 @@ fn a_returning_shopper_with_a_cart_is_offered_to_continue_it() {
     phone.cart.lines = vec![line("rice-2kg", 2), line("chocolate-100g", 1)];
     assert_eq!(
         phone.dial(),
-        "Welcome back. Your cart: 3 items, KES 900.\n1. Continue\n2. Start over"
+        "Welcome back. Your cart: 2 items, KES 900.\n1. Continue\n2. Start over"
     );
     assert_eq!(phone.state.screen_id(), "resume");
+}
+
+#[test]
+fn the_resume_offer_counts_lines_not_units() {
+    let mut phone = Phone::new();
+    phone.profile.lang = Some(Lang::Sw);
+    phone.cart.lines = catalog()
+        .products()
+        .take(MAX_CART_LINES)
+        .map(|p| line(&p.id, 99))
+        .collect();
+    let screen = phone.dial().to_owned();
+    assert!(screen.contains("bidhaa 10,"), "{screen}");
+    assert!(!screen.contains("990"), "{screen}");
 }
 
 #[test]
@@ -179,7 +203,7 @@ fn continue_opens_the_cart_and_back_then_shows_the_main_menu() {
     phone.dial();
     assert!(phone
         .press("1")
-        .starts_with("My cart\n2 x Rice 2kg - KES 720"));
+        .starts_with("My cart\nTotal KES 720\n2 x Rice 2kg - KES 720"));
     assert_eq!(phone.press("0"), MAIN_EN);
     assert_eq!(phone.cart.lines, vec![line("rice-2kg", 2)]);
 }
@@ -291,7 +315,7 @@ fn paging_through_a_list_shows_every_product_once_and_in_order() {
     let mut screen = phone.presses(&["1", "4"]).to_owned();
     let mut seen = Vec::new();
     loop {
-        assert!(septets(&screen) <= render::SCREEN_MAX_SEPTETS);
+        assert!(septets(&screen) <= crate::menu::DEFAULT_SCREEN_MAX);
         for l in screen.lines() {
             if let Some(product) = category
                 .products
@@ -369,7 +393,7 @@ fn a_hint_on_a_paged_list_keeps_numbering_and_more_continues_where_the_screen_en
     phone.presses(&["1", "4", "x"]);
     let hinted = phone.reply.text.clone();
     assert!(hinted.starts_with("Invalid choice.\nSnacks & Drinks\n1. "));
-    assert!(septets(&hinted) <= render::SCREEN_MAX_SEPTETS);
+    assert!(septets(&hinted) <= crate::menu::DEFAULT_SCREEN_MAX);
     let last_shown = *numbers(&hinted).last().unwrap();
     let next = phone.press("98").to_owned();
     assert_eq!(numbers(&next)[0], last_shown + 1, "{hinted}\n---\n{next}");
@@ -532,7 +556,10 @@ fn an_eleventh_product_is_refused_before_the_quantity_is_asked() {
         "{screen}"
     );
     assert_eq!(phone.state.screen_id(), "products");
-    assert!(septets(&screen) <= render::SCREEN_MAX_SEPTETS, "{list}");
+    assert!(
+        septets(&screen) <= crate::menu::DEFAULT_SCREEN_MAX,
+        "{list}"
+    );
     assert_eq!(phone.cart.lines.len(), MAX_CART_LINES);
 }
 
@@ -588,7 +615,7 @@ fn checkout_shows_the_total_and_both_ways_to_pay() {
     assert_eq!(
         screen_after(Phone::new, &["1", "2", "3", "2", "1"]),
         format!(
-            "Total KES 900.\n1. Pay with M-Pesa (07XX XXX 678)\n2. Pay with another number\n{NAV_EN}"
+            "Total KES 900.\n1. Pay with M-Pesa (07XX XXX X78)\n2. Pay with another number\n{NAV_EN}"
         )
     );
     let mut phone = Phone::new();
@@ -597,7 +624,7 @@ fn checkout_shows_the_total_and_both_ways_to_pay() {
     assert_eq!(
         phone.presses(&["1", "2", "3", "2", "1"]),
         format!(
-            "Jumla KES 900.\n1. Lipa na M-Pesa (07XX XXX 678)\n2. Lipa kwa namba nyingine\n{NAV_SW}"
+            "Jumla KES 900.\n1. Lipa na M-Pesa (07XX XXX X78)\n2. Lipa kwa namba nyingine\n{NAV_SW}"
         )
     );
 }
@@ -628,7 +655,7 @@ fn toilet_paper_order(payer: &str, lang: Lang) -> Effect {
         }],
         total: Kes::whole(900),
         lang,
-        payer: Msisdn::parse(payer).unwrap(),
+        payer: Some(Msisdn::parse(payer).unwrap()),
     }
 }
 
@@ -729,6 +756,236 @@ fn every_form_of_a_kenyan_mobile_number_places_the_order_for_that_payer() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Shoppers who cannot get an M-Pesa prompt
+
+/// An Airtel Kenya phone (network 63903): Kenyan, but no STK push.
+fn airtel_phone() -> Phone {
+    Phone::on("0733123456", false)
+}
+
+/// A Tanzanian phone.
+fn tanzanian_phone() -> Phone {
+    Phone::on("+255712345678", false)
+}
+
+#[test]
+fn a_kenyan_on_another_network_is_offered_the_paybill_not_the_prompt() {
+    let mut phone = airtel_phone();
+    phone.dial();
+    let checkout = phone.presses(&["1", "2", "3", "2", "1"]).to_owned();
+    assert_eq!(
+        checkout,
+        format!(
+            "Total KES 900.\n1. Order now, pay to Paybill\n2. Pay with another number\n{NAV_EN}"
+        )
+    );
+    assert!(!checkout.contains("M-Pesa ("), "{checkout}");
+    assert_eq!(
+        phone.press("1"),
+        "Order D7K2Q9 placed. To pay, send KES 900 by M-Pesa to Paybill 174379, Account D7K2Q9."
+    );
+    assert!(phone.reply.end);
+    // The order is placed, with no payer to push to.
+    let Effect::PlaceOrder { payer, number, .. } = &phone.effects[0] else {
+        panic!("{:?}", phone.effects);
+    };
+    assert_eq!((payer, number.as_str()), (&None, "D7K2Q9"));
+    assert!(phone.cart.is_empty());
+    assert_eq!(phone.profile.orders[0].number, "D7K2Q9");
+}
+
+#[test]
+fn the_paybill_order_reads_in_kiswahili() {
+    let mut phone = airtel_phone();
+    phone.profile.lang = Some(Lang::Sw);
+    phone.dial();
+    assert!(phone
+        .presses(&["1", "2", "3", "2", "1"])
+        .contains("1. Agiza sasa, lipa kwa Paybill"));
+    assert_eq!(
+        phone.press("1"),
+        "Oda D7K2Q9 imepokelewa. Kulipa, tuma KES 900 kwa M-Pesa kwa Paybill 174379, Akaunti D7K2Q9."
+    );
+}
+
+#[test]
+fn a_kenyan_on_another_network_may_still_pay_from_a_safaricom_number() {
+    let mut phone = airtel_phone();
+    phone.dial();
+    phone.presses(&["1", "2", "3", "2", "1", "2", "0722000111"]);
+    assert!(phone.reply.end);
+    assert_eq!(
+        phone.effects,
+        vec![toilet_paper_order("0722000111", Lang::En)]
+    );
+}
+
+#[test]
+fn a_number_outside_kenya_is_told_the_shop_takes_mpesa_only_and_no_order_is_placed() {
+    for (lang, text) in [
+        (
+            Lang::En,
+            "Total KES 900. Sorry, Duka takes M-Pesa (Kenya) only and cannot take an order \
+             from this number. Your cart is kept.",
+        ),
+        (
+            Lang::Sw,
+            "Jumla KES 900. Samahani, Duka inapokea M-Pesa (Kenya) tu, haiwezi kupokea oda \
+             ya namba hii. Kikapu kimehifadhiwa.",
+        ),
+    ] {
+        let mut phone = tanzanian_phone();
+        phone.profile.lang = Some(lang);
+        phone.dial();
+        // Browsing works; checkout from "Added" ends the session with the explanation.
+        assert_eq!(phone.presses(&["1", "2", "3", "2", "1"]), text);
+        assert!(phone.reply.end);
+        assert!(phone.effects.is_empty());
+        assert!(phone.profile.orders.is_empty());
+        assert_eq!(phone.cart.lines, vec![line("toilet-paper-10", 2)]);
+        // From the cart too.
+        let mut phone = tanzanian_phone();
+        phone.profile.lang = Some(lang);
+        phone.cart = phone_cart();
+        phone.dial();
+        phone.presses(&["1", "1"]);
+        assert!(
+            phone.reply.end && phone.effects.is_empty(),
+            "{}",
+            phone.reply.text
+        );
+    }
+}
+
+fn phone_cart() -> Cart {
+    Cart {
+        lines: vec![line("rice-2kg", 2)],
+    }
+}
+
+#[test]
+fn another_number_must_be_a_safaricom_number() {
+    for (lang, hint) in [
+        (
+            Lang::En,
+            "Only a Safaricom number can get the M-Pesa prompt. Try e.g. 0712345678.",
+        ),
+        (
+            Lang::Sw,
+            "Namba ya Safaricom tu ndiyo hupata ombi la M-Pesa. Jaribu mfano 0712345678.",
+        ),
+    ] {
+        let mut phone = Phone::new();
+        phone.profile.lang = Some(lang);
+        phone.dial();
+        phone.presses(&["1", "2", "3", "2", "1", "2"]);
+        for other in ["0733123456", "0100123456", "+255712345678", "233241234567"] {
+            let screen = phone.press(other).to_owned();
+            assert!(screen.starts_with(hint), "{other}: {screen}");
+            assert!(!phone.reply.end, "{other}");
+            assert!(phone.effects.is_empty(), "{other}");
+        }
+        assert_eq!(phone.state.screen_id(), "payer");
+    }
+}
+
+#[test]
+fn a_second_order_while_a_prompt_is_pending_says_its_prompt_waits() {
+    let mut phone = Phone::new();
+    // An order placed 30 s ago still awaits its payment: its prompt may be on the phone.
+    phone.profile.orders = vec![OrderSummary {
+        placed_at_ms: phone.now_ms - 30_000,
+        ..summary("K9RT4B", 450, OrderStatus::AwaitingPayment)
+    }];
+    phone.dial();
+    assert_eq!(
+        phone.presses(&["1", "2", "3", "2", "1", "1"]),
+        "Order D7K2Q9. A payment prompt is still open on your phone; this order's prompt comes \
+         after it. Or pay KES 900 to Paybill 174379, Account D7K2Q9."
+    );
+    assert_eq!(
+        phone.effects,
+        vec![toilet_paper_order("0712345678", Lang::En)]
+    );
+
+    // Once the prompt's time is over (or the earlier order is paid), the usual text.
+    for (age_ms, status) in [
+        (
+            i64::try_from(STK_LOCK_TTL_MS).unwrap(),
+            OrderStatus::AwaitingPayment,
+        ),
+        (30_000, OrderStatus::Paid),
+    ] {
+        let mut phone = Phone::new();
+        phone.profile.orders = vec![OrderSummary {
+            placed_at_ms: phone.now_ms - age_ms,
+            ..summary("K9RT4B", 450, status)
+        }];
+        phone.dial();
+        assert!(phone
+            .presses(&["1", "2", "3", "2", "1", "1"])
+            .contains("Enter your M-Pesa PIN on the prompt that follows"));
+    }
+
+    // A prompt to another number does not wait for this phone's.
+    let mut phone = Phone::new();
+    phone.profile.orders = vec![summary("K9RT4B", 450, OrderStatus::AwaitingPayment)];
+    phone.dial();
+    assert!(phone
+        .presses(&["1", "2", "3", "2", "1", "2", "0722000111"])
+        .contains("the prompt that follows"));
+}
+
+#[test]
+fn an_unpaid_order_offers_only_the_paybill_to_a_phone_that_cannot_be_pushed() {
+    let mut phone = Phone::on("0733123456", false);
+    phone.profile = shopper_with_orders(Lang::En).profile;
+    phone.dial();
+    assert_eq!(
+        phone.presses(&["3", "1"]),
+        format!(
+            "Order D7K2Q9\nTotal KES 900\nStatus: Awaiting payment\n\
+             Or pay KES 900 to Paybill 174379, Account D7K2Q9.\n{NAV_EN}"
+        )
+    );
+    assert!(phone.press("1").starts_with("Invalid choice."));
+    assert!(phone.effects.is_empty());
+}
+
+#[test]
+fn screens_are_paged_at_the_gateway_s_budget() {
+    let mut long_cart = Phone::new();
+    long_cart.cart.lines = catalog()
+        .products()
+        .take(MAX_CART_LINES)
+        .map(|p| line(&p.id, 99))
+        .collect();
+    let pages = |screen_max: usize| {
+        let mut phone = Phone {
+            screen_max,
+            cart: long_cart.cart.clone(),
+            ..Phone::new()
+        };
+        phone.dial();
+        let mut screen = phone.press("1").to_owned();
+        let mut pages = 1;
+        while screen.contains("98. More") {
+            assert!(septets(&screen) <= screen_max, "{screen}");
+            screen = phone.press("98").to_owned();
+            pages += 1;
+        }
+        assert!(septets(&screen) <= screen_max, "{screen}");
+        pages
+    };
+    let default = pages(crate::menu::DEFAULT_SCREEN_MAX);
+    let smallest = pages(crate::menu::SMALLEST_SCREEN_MAX);
+    assert!(
+        smallest > default,
+        "{smallest} pages at 160, {default} at 178"
+    );
+}
+
 #[test]
 fn the_profile_keeps_the_newest_orders_only() {
     let mut phone = Phone::new();
@@ -788,8 +1045,8 @@ fn the_cart_lists_quantities_line_totals_the_total_and_the_actions() {
     assert_eq!(
         screen_after(cart_phone, &["1"]),
         format!(
-            "My cart\n2 x Rice 2kg - KES 720\n1 x Chocolate Bar 100g - KES 180\nTotal KES 900\n\
-             1. Checkout\n2. Remove an item\n3. Empty cart\n{NAV_EN}"
+            "My cart\nTotal KES 900\n2 x Rice 2kg - KES 720\n1 x Chocolate Bar 100g - KES 180\n\
+             1. Checkout\n2. Change an item\n3. Empty cart\n{NAV_EN}"
         )
     );
 }
@@ -802,8 +1059,8 @@ fn the_cart_reads_in_kiswahili() {
     assert_eq!(
         phone.press("1"),
         format!(
-            "Kikapu changu\n2 x Mchele 2kg - KES 720\n1 x Chokoleti 100g - KES 180\n\
-             Jumla KES 900\n1. Lipa sasa\n2. Ondoa bidhaa\n3. Futa kikapu\n{NAV_SW}"
+            "Kikapu changu\nJumla KES 900\n2 x Mchele 2kg - KES 720\n1 x Chokoleti 100g - KES 180\n\
+             1. Lipa sasa\n2. Badilisha\n3. Futa yote\n{NAV_SW}"
         )
     );
 }
@@ -825,27 +1082,33 @@ fn a_long_cart_is_paged_and_its_actions_work_from_any_page() {
     let full = phone.cart.clone();
     phone.dial();
     let first = phone.press("1").to_owned();
+    // The total and the actions are on the first page; only the lines are paged.
     assert!(
-        first.contains("98. More") && !first.contains("Total"),
+        first.contains("98. More")
+            && first.contains("Total KES ")
+            && first.contains("1. Checkout\n2. Change an item\n3. Empty cart"),
         "{first}"
     );
     let mut previous = first.clone();
     let mut screen = first.clone();
     let mut pages = 1;
-    while screen.contains("98. More") {
+    let mut lines_seen = 0;
+    loop {
+        lines_seen += screen.lines().filter(|l| l.contains(" x ")).count();
+        if !screen.contains("98. More") {
+            break;
+        }
         previous = screen.clone();
         screen = phone.press("98").to_owned();
         pages += 1;
-        assert!(septets(&screen) <= render::SCREEN_MAX_SEPTETS);
+        assert!(septets(&screen) <= crate::menu::DEFAULT_SCREEN_MAX);
+        assert!(screen.contains("1. Checkout"), "{screen}");
     }
     assert!(pages > 1);
-    assert!(
-        screen.contains("Total KES ") && screen.contains("1. Checkout"),
-        "{screen}"
-    );
+    assert_eq!(lines_seen, MAX_CART_LINES);
     assert_eq!(phone.press("0"), previous);
 
-    // The actions are shown on the last page only, but work from the first.
+    // The actions work from the first page.
     let mut phone = Phone::new();
     phone.cart = full.clone();
     phone.dial();
@@ -861,25 +1124,109 @@ fn removing_an_item_picks_it_from_a_list_and_says_so() {
     phone.dial();
     assert_eq!(
         phone.presses(&["1", "2"]),
-        format!("Remove which item?\n1. 2 x Rice 2kg\n2. 1 x Chocolate Bar 100g\n{NAV_EN}")
+        format!("Change which item?\n1. 2 x Rice 2kg\n2. 1 x Chocolate Bar 100g\n{NAV_EN}")
     );
     assert_eq!(
         phone.press("1"),
+        format!("2 x Rice 2kg - KES 720\n1. Change quantity\n2. Remove it\n{NAV_EN}")
+    );
+    assert_eq!(
+        phone.press("2"),
         format!(
-            "Removed Rice 2kg.\nMy cart\n1 x Chocolate Bar 100g - KES 180\nTotal KES 180\n\
-             1. Checkout\n2. Remove an item\n3. Empty cart\n{NAV_EN}"
+            "Removed Rice 2kg.\nMy cart\nTotal KES 180\n1 x Chocolate Bar 100g - KES 180\n\
+             1. Checkout\n2. Change an item\n3. Empty cart\n{NAV_EN}"
         )
     );
     assert_eq!(phone.cart.lines, vec![line("chocolate-100g", 1)]);
     assert_eq!(phone.state.screen_id(), "cart");
-    assert!(phone.press("2").starts_with("Remove which item?"));
+    assert!(phone.press("2").starts_with("Change which item?"));
     assert!(phone
         .press("3")
-        .starts_with("Invalid choice.\nRemove which item?"));
+        .starts_with("Invalid choice.\nChange which item?"));
+    phone.press("1");
+    assert!(phone
+        .press("3")
+        .starts_with("Invalid choice.\n1 x Chocolate"));
     assert_eq!(
-        phone.press("1"),
+        phone.press("2"),
         format!("Removed Chocolate Bar 100g.\nMy cart\nYour cart is empty.\n1. Shop\n{NAV_EN}")
     );
+    // Back from the emptied cart does not reopen a line that is gone.
+    assert_eq!(phone.press("0"), MAIN_EN);
+}
+
+#[test]
+fn a_line_s_quantity_can_be_changed_and_is_checked_like_the_quantity_screen() {
+    let mut phone = cart_phone();
+    phone.dial();
+    assert_eq!(
+        phone.presses(&["1", "2", "1", "1"]),
+        format!("Rice 2kg - KES 360 each\nEnter the new quantity (now 2)\n{NAV_EN}")
+    );
+    assert_eq!(phone.state.screen_id(), "new_quantity");
+    for bad in ["100", "abc", "2*3", "000"] {
+        assert!(
+            phone
+                .press(bad)
+                .starts_with("Enter a number from 1 to 99.\nRice 2kg"),
+            "{bad}"
+        );
+    }
+    // 98 is a quantity here, not "More".
+    assert!(phone
+        .press("98")
+        .starts_with("Now 98 x Rice 2kg.\nMy cart\nTotal KES 35,460\n"));
+    assert_eq!(
+        phone.cart.lines,
+        vec![line("rice-2kg", 98), line("chocolate-100g", 1)]
+    );
+    assert_eq!(phone.state.screen_id(), "cart");
+    // Down again, to 1; the other line is untouched.
+    phone.presses(&["2", "1", "1"]);
+    assert!(phone
+        .press("1")
+        .starts_with("Now 1 x Rice 2kg.\nMy cart\nTotal KES 540\n"));
+    assert_eq!(
+        phone.cart.lines,
+        vec![line("rice-2kg", 1), line("chocolate-100g", 1)]
+    );
+    // 0 is back, not a quantity: the line stays.
+    phone.presses(&["2", "1", "1"]);
+    assert!(phone
+        .press("0")
+        .starts_with("1 x Rice 2kg - KES 360\n1. Change quantity"));
+    assert_eq!(phone.cart.lines.len(), 2);
+}
+
+#[test]
+fn a_changed_quantity_may_not_take_the_order_past_the_mpesa_limit() {
+    let mut phone = Phone::new();
+    phone.cart.lines = vec![
+        line("rice-2kg", 1),
+        line("power-bank", 99),
+        line("charger", 99),
+    ];
+    phone.dial();
+    phone.presses(&["1", "2", "1", "1"]);
+    assert!(phone
+        .press("99")
+        .starts_with("An order can be at most KES 250,000.\nRice 2kg"));
+    assert_eq!(phone.cart.lines[0], line("rice-2kg", 1));
+}
+
+#[test]
+fn changing_quantity_reads_in_kiswahili() {
+    let mut phone = cart_phone();
+    phone.profile.lang = Some(Lang::Sw);
+    phone.dial();
+    assert_eq!(
+        phone.presses(&["1", "2", "1"]),
+        format!("2 x Mchele 2kg - KES 720\n1. Badilisha idadi\n2. Iondoe\n{NAV_SW}")
+    );
+    assert!(phone.press("1").contains("Weka idadi mpya (sasa 2)"));
+    assert!(phone
+        .press("5")
+        .starts_with("Sasa 5 x Mchele 2kg.\nKikapu changu"));
 }
 
 #[test]
@@ -890,7 +1237,9 @@ fn emptying_the_cart_asks_first_and_no_keeps_it() {
         phone.presses(&["1", "3"]),
         format!("Remove everything from your cart?\n1. Yes, empty it\n2. No, keep it\n{NAV_EN}")
     );
-    assert!(phone.press("2").starts_with("My cart\n2 x Rice 2kg"));
+    assert!(phone
+        .press("2")
+        .starts_with("My cart\nTotal KES 900\n2 x Rice 2kg"));
     assert_eq!(phone.cart.lines.len(), 2);
     phone.presses(&["3", "1"]);
     assert_eq!(
@@ -1030,7 +1379,7 @@ fn help_gives_the_phone_number_and_both_ways_to_pay() {
         screen_after(Phone::new, &["5"]),
         format!(
             "Help\nCall 0700 384 012. To pay, enter your M-Pesa PIN on the prompt after \
-             checkout, or pay to Paybill 174379, Account: your order number.\n{NAV_EN}"
+             checkout, or use Paybill 174379, Account: order number.\n{NAV_EN}"
         )
     );
     let mut phone = Phone::new();
@@ -1039,8 +1388,8 @@ fn help_gives_the_phone_number_and_both_ways_to_pay() {
     assert_eq!(
         phone.press("5"),
         format!(
-            "Msaada\nPiga 0700 384 012. Kulipa, weka PIN ya M-Pesa kwenye ombi baada ya \
-             kuagiza, au lipa kwa Paybill 174379, Akaunti: namba ya oda.\n{NAV_SW}"
+            "Msaada\nPiga 0700 384 012. Kulipa, weka PIN ya M-Pesa kwenye ombi linalofuata, \
+             au tumia Paybill 174379, Akaunti: namba ya oda.\n{NAV_SW}"
         )
     );
 }
@@ -1343,15 +1692,58 @@ fn tour(lang: Lang) -> Vec<(String, String)> {
         "payer number, bad number",
         &visit(&["1", "2", "3", "2", "1", "2", "123"]),
     );
-    add("order placed", &visit(&["1", "2", "3", "2", "1", "1"]));
+    add(
+        "payer number, not Safaricom",
+        &visit(&["1", "2", "3", "2", "1", "2", "0733123456"]),
+    );
+    add(
+        "order placed, an earlier prompt pending",
+        &visit(&["1", "2", "3", "2", "1", "1"]),
+    );
+    let on = |mut phone: Phone, inputs: &[&str]| {
+        phone.profile.lang = Some(lang);
+        phone.dial();
+        phone.presses(inputs);
+        phone
+    };
+    let buy = ["1", "2", "3", "2", "1"];
+    add(
+        "order placed",
+        &on(Phone::new(), &[&buy[..], &["1"]].concat()),
+    );
+    add("checkout, another network", &on(airtel_phone(), &buy));
+    add(
+        "order placed, to pay by paybill",
+        &on(airtel_phone(), &[&buy[..], &["1"]].concat()),
+    );
+    add("checkout, outside Kenya", &on(tanzanian_phone(), &buy));
+    let mut airtel_orders = airtel_phone();
+    airtel_orders.profile = shopper_with_orders(lang).profile;
+    add(
+        "order, awaiting payment, another network",
+        &on(airtel_orders, &["3", "1"]),
+    );
     add("cart, empty", &visit(&["2"]));
     let cart = ["1", "2", "3", "2", "2", "1", "2", "00", "2"];
     let mut phone = visit(&cart);
     add("cart", &phone);
     phone.dial();
     add("resume offer", &phone);
-    add("remove", &visit(&[&cart[..], &["2"]].concat()));
-    add("removed", &visit(&[&cart[..], &["2", "1"]].concat()));
+    add("change which item", &visit(&[&cart[..], &["2"]].concat()));
+    add("cart line", &visit(&[&cart[..], &["2", "1"]].concat()));
+    add("removed", &visit(&[&cart[..], &["2", "1", "2"]].concat()));
+    add(
+        "new quantity",
+        &visit(&[&cart[..], &["2", "1", "1"]].concat()),
+    );
+    add(
+        "new quantity, bad number",
+        &visit(&[&cart[..], &["2", "1", "1", "100"]].concat()),
+    );
+    add(
+        "quantity changed",
+        &visit(&[&cart[..], &["2", "1", "1", "5"]].concat()),
+    );
     add("empty the cart?", &visit(&[&cart[..], &["3"]].concat()));
     add("cart emptied", &visit(&[&cart[..], &["3", "1"]].concat()));
     add("my orders", &visit(&["3"]));
@@ -1381,7 +1773,7 @@ fn every_screen_in_both_languages_is_gsm7_and_fits() {
         for (name, text) in screens {
             assert!(!text.is_empty(), "{name}");
             assert!(
-                septets(&text) <= render::SCREEN_MAX_SEPTETS,
+                septets(&text) <= crate::menu::DEFAULT_SCREEN_MAX,
                 "{name} ({}): {} septets\n{text}",
                 lang.code(),
                 septets(&text)
@@ -1479,7 +1871,7 @@ fn random_sessions_keep_every_screen_within_bounds_and_the_state_small() {
             let context = format!("session {session} hop {hop} {input:?} from {was:?}");
             assert!(!reply.is_empty(), "{context}");
             assert!(
-                septets(&reply) <= render::SCREEN_MAX_SEPTETS,
+                septets(&reply) <= crate::menu::DEFAULT_SCREEN_MAX,
                 "{context}\n{reply}"
             );
             assert!(phone.state.depth() <= MAX_DEPTH, "{context}");
