@@ -41,10 +41,9 @@ pub fn names() -> String {
         .join(", ")
 }
 
-/// The screens most gateways show: 182 GSM-7 characters, less a small margin.
-pub const DEFAULT_SCREEN_MAX: usize = 178;
-/// What the gateways that document a smaller screen allow.
-pub const SMALL_SCREEN_MAX: usize = 160;
+/// Screen budgets: most gateways show 182 GSM-7 characters (178 leaves a margin); the
+/// smallest any gateway documents is 160, and `duka check` checks every screen at that.
+pub use crate::menu::{DEFAULT_SCREEN_MAX, SMALLEST_SCREEN_MAX as SMALL_SCREEN_MAX};
 
 /// One USSD aggregator: its server routes and its client side.
 pub trait Gateway: Sync {

@@ -212,7 +212,7 @@ fn walk(
             catalog: &shop.catalog,
             msisdn: &req.msisdn,
             mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
-            screen_max: menu::DEFAULT_SCREEN_MAX,
+            screen_max: req.screen_max,
             cart: &walked.cart,
             profile: &walked.profile,
             paybill: &shop.settings.paybill,
