@@ -327,6 +327,14 @@ pub fn input(value: Option<String>, field: &'static str) -> Result<String, BadCa
     Ok(value.trim().to_owned())
 }
 
+/// A network code as Duka uses it: MCC+MNC digits (`63902`). Gateways that name the operator
+/// instead (`vodafone`, `MTN`) give none, so the number's own prefix decides what it can pay
+/// with.
+pub fn network_code(raw: Option<String>) -> Option<String> {
+    raw.map(|code| code.trim().to_owned())
+        .filter(|code| (5..=6).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Parses a JSON body into the gateway's raw request type.
 ///
 /// # Errors
@@ -388,6 +396,14 @@ mod tests {
         assert_eq!(deep_dial_inputs("714*5", "*714*5*3*2#"), vec!["3", "2"]);
         assert_eq!(deep_dial_inputs("*384*12#", "384*12*1"), vec!["1"]);
         assert!(deep_dial_inputs("*384*12#", "*384*12#").is_empty());
+    }
+
+    #[test]
+    fn only_mcc_mnc_digits_are_network_codes() {
+        assert_eq!(network_code(Some("63902".into())).as_deref(), Some("63902"));
+        assert_eq!(network_code(Some("vodafone".into())), None);
+        assert_eq!(network_code(Some(String::new())), None);
+        assert_eq!(network_code(None), None);
     }
 
     #[test]

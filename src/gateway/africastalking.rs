@@ -20,8 +20,8 @@ use axum::routing::post;
 use axum::Router;
 
 use super::{
-    form_body, input, phone, required, session_id, BadCallback, ClientHop, Gateway, HopInput,
-    SessionEnd, UssdRequest, WireRequest, DEFAULT_SCREEN_MAX,
+    form_body, input, network_code, phone, required, session_id, BadCallback, ClientHop, Gateway,
+    HopInput, SessionEnd, UssdRequest, WireRequest, DEFAULT_SCREEN_MAX,
 };
 use crate::error::AppError;
 use crate::menu::Reply;
@@ -138,7 +138,7 @@ pub fn parse(body: &[u8]) -> Result<UssdRequest, BadCallback> {
         session_id: session_id(form.session_id, "sessionId")?,
         msisdn: phone(form.phone_number, "phoneNumber")?,
         service_code: form.service_code.unwrap_or_default(),
-        network_code: form.network_code.filter(|c| !c.is_empty()),
+        network_code: network_code(form.network_code),
         input: HopInput::Cumulative(input(form.text, "text")?),
         hop_id: None,
         screen_max: DEFAULT_SCREEN_MAX,

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    deep_dial_inputs, input, json_body, phone, service_code, session_id, BadCallback, ClientHop,
-    Gateway, HopInput, Loose, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
+    deep_dial_inputs, input, json_body, network_code, phone, service_code, session_id, BadCallback,
+    ClientHop, Gateway, HopInput, Loose, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
 };
 use crate::error::AppError;
 use crate::menu::Reply;
@@ -179,7 +179,7 @@ pub fn parse_as(body: &[u8], gateway: &'static str) -> Result<Parsed, BadCallbac
         session_id,
         msisdn,
         service_code,
-        network_code: raw.operator.filter(|o| !o.is_empty()),
+        network_code: network_code(raw.operator),
         input,
         hop_id: raw.sequence.and_then(|s| s.text()),
         screen_max: SMALL_SCREEN_MAX,
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(req.service_code, "*711*2#");
         assert_eq!(req.input, HopInput::Dial(vec!["3".into()]));
         assert_eq!(req.hop_id.as_deref(), Some("1"));
-        assert_eq!(req.network_code.as_deref(), Some("vodafone"));
+        assert_eq!(req.network_code, None, "an operator name is not an MCC+MNC");
     }
 
     #[test]

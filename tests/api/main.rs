@@ -4,6 +4,7 @@
 mod cluster;
 mod dial;
 mod fixtures;
+mod gateways;
 mod helpers;
 mod payments;
 mod robustness;

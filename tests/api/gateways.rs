@@ -1,0 +1,256 @@
+//! The shared scenario suite: one test body, run for every gateway over HTTP.
+//!
+//! Each gateway's client side ([`duka::gateway::Gateway::hop_request`]) sends what that
+//! aggregator would, and its replies are read back the way it would read them, so each run
+//! proves the adapter's routes, parsing and rendering end to end: the whole shop (first hop,
+//! menus, quantity, checkout, `END`), a retransmitted hop that changes nothing, a `*` inside
+//! an input, a deep dial, a malformed request, and the end of a session feeding the drop-off
+//! nudge for gateways that report it.
+
+use std::time::Duration;
+
+use duka::gateway::phone::Phone;
+use duka::gateway::{self, Gateway};
+use duka::menu::{Cart, Reply};
+use duka::msisdn::Msisdn;
+
+use crate::helpers::{eventually, new_session_id, order_number_in, TestApp};
+
+/// A Safaricom number no other test uses.
+fn safaricom_number() -> Msisdn {
+    let n = rand::random::<u32>() % 10_000_000;
+    Msisdn::parse(&format!("25471{n:07}")).expect("a Kenyan number")
+}
+
+fn phone_on(app: &TestApp, gateway: &'static dyn Gateway, msisdn: Msisdn) -> Phone {
+    Phone::new(
+        &app.address,
+        gateway,
+        msisdn,
+        "*384*12#",
+        "63902",
+        Duration::from_secs(10),
+    )
+}
+
+async fn cart_of(app: &TestApp, msisdn: &Msisdn) -> Cart {
+    let shop = &app.state.shop;
+    let raw = shop.store.get(&[shop.keys.cart(msisdn)]).await.unwrap();
+    raw.into_iter()
+        .next()
+        .flatten()
+        .map(|raw| serde_json::from_slice(&raw).unwrap())
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn shows(reply: &Reply, end: bool, text: &str) {
+    assert_eq!(reply.end, end, "end flag of {reply:?}");
+    assert!(
+        reply.text.contains(text),
+        "{text:?} not in {:?}",
+        reply.text
+    );
+}
+
+async fn walk_the_shop(name: &str) {
+    let gateway = gateway::by_name(name).expect("a known gateway");
+    let app = TestApp::spawn().await;
+    let msisdn = safaricom_number();
+    let mut phone = phone_on(&app, gateway, msisdn.clone());
+
+    let id = new_session_id();
+    shows(
+        &phone.dial(&id, vec![]).await.unwrap(),
+        false,
+        "Welcome to Duka",
+    );
+    shows(&phone.press("1").await.unwrap(), false, "Choose a category");
+    shows(&phone.press("2").await.unwrap(), false, "Household");
+    shows(&phone.press("3").await.unwrap(), false, "Enter quantity");
+    shows(
+        &phone.press("1*2").await.unwrap(),
+        false,
+        "Enter a number from 1 to 99.",
+    );
+    let added = phone.press("2").await.unwrap();
+    shows(&added, false, "Added 2 x Toilet Paper 10pk.");
+
+    // The gateway resends the hop: the same screen, and the cart still holds 2, not 4.
+    assert_eq!(phone.resend().await.unwrap(), added);
+    let cart = cart_of(&app, &msisdn).await;
+    assert_eq!(cart.lines.len(), 1);
+    assert_eq!(cart.lines[0].qty, 2, "a resent hop adds nothing");
+
+    shows(&phone.press("1").await.unwrap(), false, "Total KES 900.");
+    let placed = phone.press("1").await.unwrap();
+    shows(&placed, true, "Enter your M-Pesa PIN");
+    let number = order_number_in(&placed.text);
+    let order = app.order(&number).await.expect("the order is stored");
+    assert_eq!(order.total.to_string(), "900");
+    assert_eq!(
+        order.msisdn, msisdn,
+        "one number whatever the gateway's shape"
+    );
+    assert!(cart_of(&app, &msisdn).await.lines.is_empty());
+
+    // A deep dial goes straight to the categories.
+    let deep = new_session_id();
+    shows(
+        &phone.dial(&deep, vec!["1".into()]).await.unwrap(),
+        false,
+        "Choose a category",
+    );
+    // A duplicate start of the same session shows the current screen again.
+    assert!(!phone.resend().await.unwrap().text.contains("Welcome"));
+
+    // A shopper who drops off with a full cart is nudged, for gateways that say so.
+    shows(&phone.press("2").await.unwrap(), false, "Household");
+    shows(&phone.press("4").await.unwrap(), false, "Enter quantity");
+    shows(&phone.press("1").await.unwrap(), false, "Added 1 x Matches");
+    let reported = phone.hang_up(true).await.unwrap();
+    if reported {
+        let metrics = app.state.metrics.clone();
+        eventually("the drop-off nudge", Duration::from_secs(5), || {
+            let metrics = metrics.clone();
+            async move { (metrics.counter("duka_sms_nudges_total", "") == 1).then_some(()) }
+        })
+        .await;
+    }
+    app.stop().await;
+}
+
+/// Not a request at all: a 4xx, never a 5xx or a panic, and no screen.
+async fn refuses_garbage(name: &str) {
+    let gateway = gateway::by_name(name).expect("a known gateway");
+    let app = TestApp::spawn().await;
+    let msisdn = safaricom_number();
+    let phone = phone_on(&app, gateway, msisdn.clone());
+    let hop = duka::gateway::ClientHop {
+        session_id: "s1",
+        phone: &phone.msisdn,
+        service_code: "*384*12#",
+        network_code: "63902",
+        dial: &[],
+        typed: &[],
+        seq: 1,
+    };
+    let request = gateway.hop_request(&hop);
+    let url = format!("{}{}", app.address, request.path_and_query);
+    let path = url.split('?').next().unwrap_or(&url).to_owned();
+    for body in [&b"\xff\xfe"[..], b"{\"x\":", b""] {
+        let mut builder = app.client.request(request.method.clone(), &path);
+        if let Some(content_type) = request.content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        let response = builder.body(body.to_vec()).send().await.unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{name}: {body:?} got {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    assert!(cart_of(&app, &msisdn).await.lines.is_empty());
+    app.stop().await;
+}
+
+macro_rules! every_gateway {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn walks_the_shop() {
+                    super::walk_the_shop(stringify!($name)).await;
+                }
+
+                #[tokio::test]
+                async fn refuses_what_is_not_a_request() {
+                    super::refuses_garbage(stringify!($name)).await;
+                }
+            }
+        )*
+
+        #[test]
+        fn the_suite_covers_every_gateway() {
+            let covered = [$(stringify!($name)),*];
+            for gateway in duka::gateway::GATEWAYS {
+                assert!(covered.contains(&gateway.name()), "{} has no scenario run", gateway.name());
+            }
+        }
+    };
+}
+
+every_gateway!(africastalking, hubtel);
+
+#[tokio::test]
+async fn one_shopper_keeps_one_cart_across_gateways() {
+    let app = TestApp::spawn().await;
+    let msisdn = safaricom_number();
+    let mut on_at = phone_on(
+        &app,
+        gateway::by_name("africastalking").unwrap(),
+        msisdn.clone(),
+    );
+    on_at.dial(&new_session_id(), vec![]).await.unwrap();
+    for input in ["1", "2", "3"] {
+        on_at.press(input).await.unwrap();
+    }
+    shows(
+        &on_at.press("3").await.unwrap(),
+        false,
+        "Added 3 x Toilet Paper",
+    );
+    let mut on_hubtel = phone_on(&app, gateway::by_name("hubtel").unwrap(), msisdn.clone());
+    shows(
+        &on_hubtel.dial(&new_session_id(), vec![]).await.unwrap(),
+        false,
+        "Your cart: 1 item, KES 1,350.",
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_path_and_an_allow_list_guard_the_ussd_routes() {
+    let app = TestApp::spawn_with(crate::helpers::TestOptions {
+        env: vec![
+            ("DUKA_USSD_SECRET", "ussd-secret-0123456789".into()),
+            ("DUKA_USSD_ALLOWED_IPS_HUBTEL", "192.0.2.0/24".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let msisdn = safaricom_number();
+    let at = gateway::by_name("africastalking").unwrap();
+    let mut plain = phone_on(&app, at, msisdn.clone());
+    let refused = plain.dial(&new_session_id(), vec![]).await.unwrap_err();
+    assert!(refused.to_string().contains("404"), "{refused}");
+
+    let secret_url = format!("{}/ussd-secret-0123456789", app.address);
+    let mut behind = Phone::new(
+        &secret_url,
+        at,
+        msisdn.clone(),
+        "*384*12#",
+        "63902",
+        Duration::from_secs(5),
+    );
+    shows(
+        &behind.dial(&new_session_id(), vec![]).await.unwrap(),
+        false,
+        "Welcome",
+    );
+
+    let hubtel = gateway::by_name("hubtel").unwrap();
+    let mut outside = Phone::new(
+        &secret_url,
+        hubtel,
+        msisdn,
+        "*384*12#",
+        "63902",
+        Duration::from_secs(5),
+    );
+    let forbidden = outside.dial(&new_session_id(), vec![]).await.unwrap_err();
+    assert!(forbidden.to_string().contains("403"), "{forbidden}");
+    app.stop().await;
+}
