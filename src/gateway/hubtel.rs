@@ -7,7 +7,8 @@
 //! - `Type` is `Initiation` (then `Message` is the whole dial string, `*711*2*3#`), `Response`
 //!   (then `Message` is only the latest input), `Release` or `Timeout` (the shopper left or
 //!   Hubtel stopped waiting; not input, and any reply is ignored). The official samples write it
-//!   in lower case and the SDK parses it case-insensitively, so does this adapter;
+//!   in lower case and the SDK parses it case-insensitively, so does this adapter (and it takes
+//!   the camelCase spelling of each field, `type`, `sessionId`, which some samples use);
 //! - `Sequence` grows by one per hop: the same number again is a retransmission;
 //! - the reply is `{"SessionId", "Type": "Response" | "Release", "Message", "Label",
 //!   "DataType": "input", "FieldType": "text", "ClientState"}`.
@@ -127,13 +128,19 @@ pub fn read_json_reply(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HubtelRequest {
+    #[serde(alias = "mobile")]
     pub mobile: Option<String>,
+    #[serde(alias = "sessionId")]
     pub session_id: Option<String>,
+    #[serde(alias = "serviceCode")]
     pub service_code: Option<String>,
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", alias = "type")]
     pub kind: Option<String>,
+    #[serde(alias = "message")]
     pub message: Option<String>,
+    #[serde(alias = "operator")]
     pub operator: Option<String>,
+    #[serde(alias = "sequence")]
     pub sequence: Option<Loose>,
 }
 
