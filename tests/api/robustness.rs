@@ -106,11 +106,11 @@ async fn metrics_count_hops_in_prometheus_format() {
         .await
         .unwrap();
     assert!(
-        text.contains("duka_ussd_hops_total{outcome=\"ok\"} 2"),
+        text.contains("duka_ussd_hops_total{gateway=\"africastalking\",outcome=\"ok\"} 2"),
         "{text}"
     );
     assert!(
-        text.contains("duka_ussd_hops_total{outcome=\"repeated\"} 1"),
+        text.contains("duka_ussd_hops_total{gateway=\"africastalking\",outcome=\"repeated\"} 1"),
         "{text}"
     );
     assert!(text.contains("duka_ussd_hop_seconds_count 3"), "{text}");
