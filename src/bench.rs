@@ -89,7 +89,8 @@ pub struct BenchArgs {
     /// memory, without storage.
     #[arg(long, conflicts_with = "url")]
     pub self_test: bool,
-    /// With --self-test or --trivial-server: make one Redis round trip per hop on this Redis.
+    /// With --self-test: make one Redis round trip per hop on this Redis, to see what a round
+    /// trip costs.
     #[arg(long, value_name = "REDIS_URL")]
     pub trivial_redis: Option<String>,
     /// Only run the trivial comparison server on this loopback address, until Ctrl-C.

@@ -7,10 +7,15 @@
 //! (the sandbox's `1234` pays, any other PIN is wrong, `c` cancels, an empty line lets it time
 //! out), and the SMS that arrive are shown as they come.
 //!
-//! With `--url` it dials a running server instead. Prompts are then shown only if that server's
-//! M-Pesa sandbox URL is given (`--mpesa-url`), through the sandbox's `/sandbox/prompts` routes;
-//! SMS cannot be shown, since a running server's SMS sandbox has no inbox route. The phone says
-//! so rather than staying silent.
+//! With `--url` it dials a running server instead. A demo server (`duka serve` with its built-in
+//! sandboxes) lets the phone drive them over its `/sandbox/…` routes ([`remote`]): the phone asks
+//! it to hold its pushes for a PIN, then shows and answers the prompts and reads its SMS inbox
+//! there. A production server has no such routes; the phone then shows the screens only and
+//! says so.
+//!
+//! Between sessions, `pay ORDER AMOUNT` pays an order at the paybill, as a shopper typing it
+//! into the M-Pesa menu would: the sandbox sends Duka the validation and confirmation Safaricom
+//! sends.
 //!
 //! At the end of its input the phone hangs up (sending the end-of-session notification a real
 //! drop-off would cause) and exits with success, so a script can drive it: the tests do.
@@ -30,10 +35,14 @@ use tokio::time::Instant;
 use crate::config::Settings;
 use crate::fixtures::replay::{poll_until_async, push_noted, wait_for_any_prompt};
 use crate::msisdn::Msisdn;
-use crate::sandbox::mpesa::{MpesaSandbox, Outcome, PromptAnswer};
+use crate::sandbox::mpesa::{MpesaSandbox, Outcome, PayBill, PayBillResult, PromptAnswer};
 use crate::sandbox::sms::SmsSandbox;
 use crate::shop::Shop;
 use crate::startup::{Application, BuildOptions};
+
+mod remote;
+
+use remote::{RemoteDemo, Sms};
 
 /// Arguments of `duka dial`.
 #[derive(Debug, clap::Args)]
@@ -48,10 +57,6 @@ pub struct DialArgs {
     /// The phone number to dial from.
     #[arg(long, default_value = "0700000001")]
     pub phone: String,
-    /// With --url: the running server's M-Pesa sandbox URL (logged at its start), to show and
-    /// answer its PIN prompts.
-    #[arg(long)]
-    pub mpesa_url: Option<String>,
     /// How long to wait for the M-Pesa prompt after a session ends, and for an SMS after it is
     /// answered, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -79,14 +84,14 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "*384*12#".to_owned());
     let wait = Duration::from_secs(args.wait.max(1));
 
+    let http = reqwest::Client::builder()
+        .timeout(wait + Duration::from_secs(5))
+        .build()?;
     let (base_url, backend, _server) = match &args.url {
         Some(url) => {
             let base = url.trim().trim_end_matches('/').to_owned();
-            let mpesa = args
-                .mpesa_url
-                .as_ref()
-                .map(|u| u.trim().trim_end_matches('/').to_owned());
-            (base, Backend::Remote { mpesa }, None)
+            let demo = RemoteDemo::probe(&http, &base, &phone).await;
+            (base, Backend::Remote(demo), None)
         }
         None => {
             let (duka, server) = start_in_process(&args).await?;
@@ -99,9 +104,7 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut phone = Phone {
-        http: reqwest::Client::builder()
-            .timeout(wait + Duration::from_secs(5))
-            .build()?,
+        http,
         base_url,
         backend,
         msisdn: phone,
@@ -116,10 +119,10 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     phone.intro();
     phone.dial(String::new()).await?;
     loop {
-        phone.show_new_sms();
+        phone.show_new_sms().await;
         let in_session = phone.session.is_some();
         if !in_session {
-            say("(session over: Enter dials again, inputs such as 1*2 make a deep dial; end of input quits)");
+            say("(session over: Enter dials again, inputs such as 1*2 make a deep dial, `pay ORDER AMOUNT` pays at the paybill; end of input quits)");
         }
         let Some(line) = phone.read().await? else {
             if in_session {
@@ -129,6 +132,11 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
         };
         if in_session {
             phone.press(line.trim()).await?;
+        } else if let Some(command) = PayCommand::parse(&line) {
+            match command {
+                Ok(pay) => phone.pay_bill(&pay).await,
+                Err(usage) => say(usage),
+            }
         } else {
             phone.dial(line.trim().to_owned()).await?;
         }
@@ -139,7 +147,34 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
 /// The Duka the phone talks to.
 enum Backend {
     InProcess(InProcess),
-    Remote { mpesa: Option<String> },
+    /// A running server: its demo sandboxes, or why it has none.
+    Remote(Result<RemoteDemo, String>),
+}
+
+/// `pay ORDER AMOUNT`: a paybill payment typed between sessions.
+#[derive(Debug, PartialEq, Eq)]
+struct PayCommand {
+    account: String,
+    amount: String,
+}
+
+impl PayCommand {
+    const USAGE: &'static str = "(pay by paybill: `pay ORDER AMOUNT`, e.g. `pay D7K2Q9 450`)";
+
+    /// `None` when the line is not a `pay` command; `Err` with the usage when it is malformed.
+    fn parse(line: &str) -> Option<Result<Self, &'static str>> {
+        let mut words = line.split_whitespace();
+        if !words.next()?.eq_ignore_ascii_case("pay") {
+            return None;
+        }
+        Some(match (words.next(), words.next(), words.next()) {
+            (Some(account), Some(amount), None) => Ok(Self {
+                account: account.to_owned(),
+                amount: amount.to_owned(),
+            }),
+            _ => Err(Self::USAGE),
+        })
+    }
 }
 
 struct InProcess {
@@ -215,13 +250,13 @@ impl Phone {
                 self.shortcode,
                 duka.mpesa.pin()
             )),
-            Backend::Remote { mpesa } => {
+            Backend::Remote(Ok(demo)) => say(&format!(
+                "Dialling {} from {local} at {} (a demo: its sandboxes show this phone's M-Pesa prompts and SMS here; the M-Pesa PIN is {}).",
+                self.shortcode, self.base_url, demo.pin
+            )),
+            Backend::Remote(Err(why)) => {
                 say(&format!("Dialling {} from {local} at {}.", self.shortcode, self.base_url));
-                match mpesa {
-                    Some(url) => say(&format!("M-Pesa prompts come from the sandbox at {url}.")),
-                    None => say("M-Pesa prompts can't be shown: pass --mpesa-url with the server's M-Pesa sandbox URL."),
-                }
-                say("SMS can't be shown: a running server's SMS sandbox has no inbox to read (they are in its log).");
+                say(&format!("M-Pesa prompts and SMS can't be shown here: {why}. They go to the real phone."));
             }
         }
     }
@@ -348,55 +383,51 @@ impl Phone {
     /// After an `END`: checkout and "Pay again" send an M-Pesa prompt. Shows it and reads the
     /// PIN from the next line.
     async fn after_end(&mut self) {
-        let in_process = match &self.backend {
-            Backend::InProcess(duka) => Some((duka.shop.clone(), duka.mpesa.clone())),
-            Backend::Remote { .. } => None,
-        };
-        let remote = match &self.backend {
-            Backend::Remote { mpesa } => mpesa.clone(),
-            Backend::InProcess(_) => None,
-        };
-        match (in_process, remote) {
-            (Some((shop, mpesa)), _) => {
-                let deadline = Instant::now() + self.wait;
-                let Some(prompt) = wait_for_any_prompt(&mpesa, deadline).await else {
-                    return;
-                };
-                say(&format!("[M-PESA] {}", prompt.text()));
-                let answer = self.read_pin().await;
-                let Some(answer) = answer else {
-                    say("(no answer: the prompt stays on the phone until it times out)");
-                    return;
-                };
-                let result = match answer {
-                    None => {
-                        say("(no answer: waiting for the prompt to time out)");
-                        let within = self.wait + mpesa.config().prompt_timeout;
-                        mpesa
-                            .wait_for_result(&prompt.checkout_request_id, within)
-                            .await
-                    }
-                    Some(answer) => {
-                        // Duka notes its push a moment after the prompt opens; a PIN typed faster
-                        // than that would reach it before it knows the push.
-                        let noted_by = Instant::now() + self.wait;
-                        let _ = poll_until_async(noted_by, || {
-                            push_noted(&shop, &prompt.checkout_request_id)
-                        })
-                        .await;
-                        mpesa
-                            .answer_prompt(&prompt.checkout_request_id, answer)
-                            .ok()
-                    }
-                };
-                if let Some(code) = result {
-                    say(&format!("[M-PESA] {}", describe_result(code)));
-                }
-                self.wait_for_sms().await;
+        match &self.backend {
+            Backend::InProcess(duka) => {
+                let (shop, mpesa) = (duka.shop.clone(), duka.mpesa.clone());
+                self.local_prompt(&shop, &mpesa).await;
             }
-            (None, Some(url)) => self.remote_prompt(&url).await,
-            (None, None) => {}
+            Backend::Remote(Ok(_)) => self.remote_prompt().await,
+            Backend::Remote(Err(_)) => {}
         }
+    }
+
+    /// Shows and answers the in-process sandbox's prompt.
+    async fn local_prompt(&mut self, shop: &Shop, mpesa: &MpesaSandbox) {
+        let deadline = Instant::now() + self.wait;
+        let Some(prompt) = wait_for_any_prompt(mpesa, deadline).await else {
+            return;
+        };
+        say(&format!("[M-PESA] {}", prompt.text()));
+        let Some(answer) = self.read_pin().await else {
+            say("(no answer: the prompt stays on the phone until it times out)");
+            return;
+        };
+        let result = match answer {
+            None => {
+                say("(no answer: waiting for the prompt to time out)");
+                let within = self.wait + mpesa.config().prompt_timeout;
+                mpesa
+                    .wait_for_result(&prompt.checkout_request_id, within)
+                    .await
+            }
+            Some(answer) => {
+                // Duka notes its push a moment after the prompt opens; a PIN typed faster
+                // than that would reach it before it knows the push.
+                let noted_by = Instant::now() + self.wait;
+                let _ =
+                    poll_until_async(noted_by, || push_noted(shop, &prompt.checkout_request_id))
+                        .await;
+                mpesa
+                    .answer_prompt(&prompt.checkout_request_id, answer)
+                    .ok()
+            }
+        };
+        if let Some(code) = result {
+            say(&format!("[M-PESA] {}", describe_result(code)));
+        }
+        self.wait_for_sms().await;
     }
 
     /// Reads the answer to a prompt: `Some(None)` for an empty line (let it time out), `None`
@@ -411,86 +442,147 @@ impl Phone {
         })
     }
 
-    /// Shows a running server's prompt through its M-Pesa sandbox's routes, and answers it.
-    async fn remote_prompt(&mut self, sandbox_url: &str) {
-        let deadline = Instant::now() + self.wait;
-        let list = format!(
-            "{sandbox_url}/sandbox/prompts?phone={}",
-            self.msisdn.digits()
-        );
-        let found = poll_until_async(deadline, || async {
-            let reply: serde_json::Value =
-                self.http.get(&list).send().await.ok()?.json().await.ok()?;
-            reply["prompts"].as_array()?.first().cloned()
-        })
-        .await;
-        let Some(prompt) = found else {
-            say("(no M-Pesa prompt appeared: the server's sandbox may answer pushes by itself, as `duka serve`'s does)");
+    /// Shows a running demo's prompt for this phone through its sandbox routes, and answers it.
+    async fn remote_prompt(&mut self) {
+        let Backend::Remote(Ok(demo)) = &self.backend else {
             return;
         };
-        say(&format!(
-            "[M-PESA] {}",
-            prompt["Text"].as_str().unwrap_or_default()
-        ));
+        let Some(prompt) = demo.wait_for_prompt(Instant::now() + self.wait).await else {
+            return;
+        };
+        say(&format!("[M-PESA] {}", prompt.text));
         let Some(answer) = self.read_pin().await else {
             say("(no answer: the prompt stays on the phone until it times out)");
             return;
         };
-        let body = match answer {
+        let Backend::Remote(Ok(demo)) = &self.backend else {
+            return;
+        };
+        match answer {
             None => {
-                say("(no answer: the prompt will time out on the server)");
+                say("(no answer: waiting for the prompt to time out)");
+                let deadline = Instant::now() + self.wait + demo.prompt_timeout;
+                if demo
+                    .wait_until_closed(&prompt.checkout_request_id, deadline)
+                    .await
+                {
+                    say(&format!("[M-PESA] {}", describe_result(1037)));
+                }
+            }
+            Some(answer) => match demo.answer(&prompt.checkout_request_id, answer).await {
+                Ok(code) => say(&format!("[M-PESA] {}", describe_result(code))),
+                Err(why) => say(&format!("(the sandbox refused the answer: {why})")),
+            },
+        }
+        self.wait_for_sms().await;
+    }
+
+    /// `pay ORDER AMOUNT`: a paybill payment from this phone, then the SMS it causes.
+    async fn pay_bill(&mut self, pay: &PayCommand) {
+        let result = match &self.backend {
+            Backend::InProcess(duka) => {
+                let payment = PayBill {
+                    phone: self.msisdn.digits().to_owned(),
+                    ..PayBill::new(pay.account.clone(), pay.amount.clone())
+                };
+                duka.mpesa
+                    .pay_bill_with(payment)
+                    .await
+                    .map(|outcome| match outcome.result {
+                        PayBillResult::Confirmed => format!("confirmed ({})", outcome.trans_id),
+                        PayBillResult::Rejected(code) => format!("refused ({})", code.as_str()),
+                        PayBillResult::Cancelled => "cancelled".to_owned(),
+                    })
+                    .map_err(|e| e.to_string())
+            }
+            Backend::Remote(Ok(demo)) => {
+                demo.pay_bill(&pay.account, &pay.amount).await.map(|reply| {
+                    match reply["result"].as_str() {
+                        Some("confirmed") => format!(
+                            "confirmed ({})",
+                            reply["TransID"].as_str().unwrap_or_default()
+                        ),
+                        Some("rejected") => format!(
+                            "refused ({})",
+                            reply["ResultCode"].as_str().unwrap_or_default()
+                        ),
+                        Some(other) => other.to_owned(),
+                        None => reply.to_string(),
+                    }
+                })
+            }
+            Backend::Remote(Err(why)) => {
+                say(&format!(
+                    "(a paybill payment can't be simulated here: {why})"
+                ));
                 return;
             }
-            Some(PromptAnswer::Cancel) => serde_json::json!({ "cancel": true }),
-            Some(PromptAnswer::Pin(pin)) => serde_json::json!({ "pin": pin }),
         };
-        let id = prompt["CheckoutRequestID"].as_str().unwrap_or_default();
-        let reply = self
-            .http
-            .post(format!("{sandbox_url}/sandbox/prompts/{id}"))
-            .json(&body)
-            .send()
-            .await;
-        match reply {
-            Ok(reply) => match reply.json::<serde_json::Value>().await {
-                Ok(value) if value["ResultCode"].is_i64() => {
-                    say(&format!(
-                        "[M-PESA] {}",
-                        describe_result(value["ResultCode"].as_i64().unwrap_or(-1))
-                    ));
-                }
-                Ok(value) => say(&format!("(the sandbox refused the answer: {value})")),
-                Err(e) => say(&format!("(the sandbox's answer was unreadable: {e})")),
-            },
-            Err(e) => say(&format!("(could not reach the M-Pesa sandbox: {e})")),
+        match result {
+            Ok(result) => {
+                say(&format!(
+                    "[M-PESA] paybill payment of KES {} to account {}: {result}",
+                    pay.amount, pay.account
+                ));
+                self.wait_for_sms().await;
+            }
+            Err(why) => say(&format!("(the paybill payment failed: {why})")),
+        }
+    }
+
+    /// The phone's inbox, oldest first; `None` when this backend cannot show SMS.
+    async fn inbox(&self) -> Option<Vec<Sms>> {
+        match &self.backend {
+            Backend::InProcess(duka) => Some(
+                duka.sms
+                    .inbox(&self.msisdn)
+                    .into_iter()
+                    .map(|m| Sms {
+                        from: m.from.unwrap_or_else(|| "DUKA".to_owned()),
+                        text: m.text,
+                    })
+                    .collect(),
+            ),
+            Backend::Remote(Ok(demo)) => demo.inbox().await,
+            Backend::Remote(Err(_)) => None,
         }
     }
 
     /// Waits for the next SMS to this phone (the receipt or a notice) and shows it.
     async fn wait_for_sms(&mut self) {
-        let Backend::InProcess(duka) = &self.backend else {
-            return;
-        };
         let deadline = Instant::now() + self.wait;
-        let mut arrivals = duka.sms.subscribe();
-        while duka.sms.inbox(&self.msisdn).len() <= self.sms_shown {
-            match tokio::time::timeout_at(deadline, arrivals.recv()).await {
-                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
-                Ok(Err(RecvError::Closed)) | Err(_) => return,
+        match &self.backend {
+            Backend::InProcess(duka) => {
+                let mut arrivals = duka.sms.subscribe();
+                while duka.sms.inbox(&self.msisdn).len() <= self.sms_shown {
+                    match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+                        Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                        Ok(Err(RecvError::Closed)) | Err(_) => return,
+                    }
+                }
             }
+            Backend::Remote(Ok(_)) => loop {
+                let arrived = self.inbox().await.is_some_and(|i| i.len() > self.sms_shown);
+                if arrived {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            },
+            Backend::Remote(Err(_)) => return,
         }
-        self.show_new_sms();
+        self.show_new_sms().await;
     }
 
     /// Shows every SMS that arrived since the last look.
-    fn show_new_sms(&mut self) {
-        let Backend::InProcess(duka) = &self.backend else {
+    async fn show_new_sms(&mut self) {
+        let Some(inbox) = self.inbox().await else {
             return;
         };
-        let inbox = duka.sms.inbox(&self.msisdn);
         for message in inbox.iter().skip(self.sms_shown) {
-            let from = message.from.as_deref().unwrap_or("DUKA");
-            say(&format!("[SMS from {from}] {}", message.text));
+            say(&format!("[SMS from {}] {}", message.from, message.text));
         }
         self.sms_shown = inbox.len();
     }
@@ -505,5 +597,32 @@ fn describe_result(code: i64) -> String {
         1037 => "timed out (1037)".to_owned(),
         1 => "not enough balance (1)".to_owned(),
         code => format!("not completed ({code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pay_lines_are_told_from_ussd_inputs() {
+        assert_eq!(
+            PayCommand::parse("pay D7K2Q9 450"),
+            Some(Ok(PayCommand {
+                account: "D7K2Q9".into(),
+                amount: "450".into()
+            }))
+        );
+        assert_eq!(
+            PayCommand::parse("  PAY d7k2q9  450.00 ").map(|c| c.is_ok()),
+            Some(true)
+        );
+        assert_eq!(
+            PayCommand::parse("pay D7K2Q9"),
+            Some(Err(PayCommand::USAGE))
+        );
+        assert_eq!(PayCommand::parse("pay a b c"), Some(Err(PayCommand::USAGE)));
+        assert_eq!(PayCommand::parse("1*2"), None);
+        assert_eq!(PayCommand::parse(""), None);
     }
 }

@@ -31,7 +31,8 @@ pub struct ReplayArgs {
     /// Fixture files or folders (default `fixtures/`).
     pub paths: Vec<PathBuf>,
     /// Replay the USSD steps against this running server (e.g. http://127.0.0.1:8080) instead
-    /// of an in-process one; payment and SMS steps are then skipped and said to be.
+    /// of an in-process one. Payment and SMS steps need the in-process sandboxes, so they are
+    /// then skipped, and the report names each one skipped.
     #[arg(long)]
     pub url: Option<String>,
     /// The menus folder of the in-process Duka.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use duka::config::Settings;
@@ -39,6 +40,10 @@ enum Command {
         /// Record only sessions on this service code (`*384*12#`).
         #[arg(long, env = "DUKA_RECORD_SERVICE_CODE")]
         record_service_code: Option<String>,
+        /// The demo (no REDIS_URL) writes the token of its operator endpoint, which `duka order`
+        /// uses, to this file.
+        #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
+        operator_token_file: PathBuf,
     },
     /// Replay recorded session fixtures; prints a diff per failure and `N passed, N failed`.
     Replay(duka::fixtures::ReplayArgs),
@@ -53,6 +58,12 @@ enum Command {
         /// Print one JSON object for scripts.
         #[arg(long)]
         json: bool,
+        /// Without REDIS_URL: the running demo to ask (default: http:// and DUKA_LISTEN).
+        #[arg(long)]
+        url: Option<String>,
+        /// Without REDIS_URL: the file the demo wrote its operator token to.
+        #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
+        operator_token_file: PathBuf,
     },
     /// M-Pesa operations.
     Mpesa {
@@ -101,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             record_sample,
             record_phone,
             record_service_code,
+            operator_token_file,
         } => {
             let mut settings = Settings::from_env()?;
             settings.record_dir = record.or(settings.record_dir);
@@ -110,7 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 service_code: record_service_code,
             };
             duka::telemetry::init(&settings.log_format);
-            let app = Application::build(settings, BuildOptions::default()).await?;
+            // Only the demo's store lives in this process, out of `duka order`'s reach.
+            let demo = settings.store == duka::config::StoreSettings::Embedded;
+            let mut app = Application::build(settings, BuildOptions::default()).await?;
+            if demo {
+                app.enable_operator_endpoint(&operator_token_file)?;
+            }
             tracing::info!("Duka listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
@@ -118,16 +135,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => duka::fixtures::run(args).await,
         Command::Dial(args) => duka::dial::run(args).await,
         Command::Bench(args) => duka::bench::run(args).await,
-        Command::Order { number, json } => {
+        Command::Order {
+            number,
+            json,
+            url,
+            operator_token_file,
+        } => {
             let settings = Settings::from_env()?;
-            if settings.store == duka::config::StoreSettings::Embedded {
-                anyhow::bail!(
-                    "duka order reads the shop's Redis: set REDIS_URL (the embedded store lives inside the `duka serve` process)"
-                );
-            }
-            let store = duka::startup::connect_store(&settings.store).await?;
-            let keys = duka::keys::Keys::new(settings.key_prefix.clone());
-            match duka::operator::order_report(store.as_ref(), &keys, &number).await? {
+            let report = if settings.store == duka::config::StoreSettings::Embedded {
+                // The demo: its store lives inside `duka serve`, so ask the running server.
+                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let token = duka::operator::endpoint::read_token(&operator_token_file)
+                    .with_context(|| {
+                        format!(
+                            "without REDIS_URL, duka order asks the running demo at {url} with the token it wrote to {} (start `duka serve` in this folder, or set REDIS_URL for a production shop)",
+                            operator_token_file.display()
+                        )
+                    })?;
+                duka::operator::remote::fetch_report(&url, &token, &number).await?
+            } else {
+                let store = duka::startup::connect_store(&settings.store).await?;
+                let keys = duka::keys::Keys::new(settings.key_prefix.clone());
+                duka::operator::order_report(store.as_ref(), &keys, &number).await?
+            };
+            match report {
                 Some(report) if json => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     Ok(ExitCode::SUCCESS)

@@ -4,17 +4,25 @@
 //! distinct M-Pesa receipt or `TransID`), flags that need a person (a refund for `overpaid`), the
 //! raw callbacks kept for audit, and the state of every SMS about the order. `--json` prints the
 //! same as one object for scripts.
+//!
+//! Production reads the report straight from Redis. The demo's store lives inside `duka serve`,
+//! so there the command asks the running server instead: [`endpoint`] serves the report on
+//! loopback behind a bearer token the demo writes to a file, and [`remote`] fetches it.
 
-use serde::Serialize;
+pub mod endpoint;
+pub mod loopback;
+pub mod remote;
+
+use serde::{Deserialize, Serialize};
 
 use crate::keys::Keys;
-use crate::orders::{Order, OrderFlag, PaymentAttempt, PaymentSource};
+use crate::orders::{AttemptState, Order, OrderFlag, PaymentSource};
 use crate::payments::settle::AuditEntry;
 use crate::sms::outbox::{MessageKind, OutboxMessage, SendStatus};
 use crate::store::{Store, StoreError};
 
-/// The report, as printed with `--json`.
-#[derive(Clone, Debug, Serialize)]
+/// The report, as printed with `--json`. Phone numbers in it are masked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OrderReport {
     pub number: String,
     pub state: crate::orders::OrderStatus,
@@ -24,14 +32,14 @@ pub struct OrderReport {
     pub placed_at: String,
     pub expires_at: String,
     pub lines: Vec<ReportLine>,
-    pub attempts: Vec<PaymentAttempt>,
+    pub attempts: Vec<ReportAttempt>,
     pub payments: Vec<ReportPayment>,
     pub flags: Vec<OrderFlag>,
     pub sms: Vec<ReportSms>,
     pub callbacks: Vec<AuditEntry>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReportLine {
     pub product: String,
     pub name: String,
@@ -40,7 +48,22 @@ pub struct ReportLine {
     pub total: crate::money::Kes,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One STK attempt, as [`crate::orders::PaymentAttempt`] with the payer masked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportAttempt {
+    pub n: u32,
+    /// The masked phone the prompt went to.
+    pub payer: String,
+    pub state: AttemptState,
+    pub checkout_request_id: Option<String>,
+    pub result_code: Option<i64>,
+    pub result_desc: Option<String>,
+    pub error: Option<String>,
+    pub queries: u32,
+    pub callbacks: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReportPayment {
     /// The M-Pesa receipt (or `TransID`); `null` when only an STK query proved the payment.
     pub receipt: Option<String>,
@@ -49,7 +72,7 @@ pub struct ReportPayment {
     pub at: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReportSms {
     pub id: String,
     pub kind: MessageKind,
@@ -127,7 +150,21 @@ pub async fn order_report(
                 total: l.total(),
             })
             .collect(),
-        attempts: order.attempts.clone(),
+        attempts: order
+            .attempts
+            .iter()
+            .map(|a| ReportAttempt {
+                n: a.n,
+                payer: a.payer.masked(),
+                state: a.state,
+                checkout_request_id: a.checkout_request_id.clone(),
+                result_code: a.result_code,
+                result_desc: a.result_desc.clone(),
+                error: a.error.clone(),
+                queries: a.queries,
+                callbacks: a.callbacks,
+            })
+            .collect(),
         payments: order
             .payments
             .iter()
@@ -144,14 +181,26 @@ pub async fn order_report(
     }))
 }
 
+/// A state or kind in words: its JSON name with spaces (`awaiting_payment` → `awaiting payment`),
+/// so the text and the JSON never disagree.
+fn words(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name.replace('_', " "),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
+}
+
 /// The report as text for a person.
 pub fn render_text(report: &OrderReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Order {}  {:?}  KES {}",
-        report.number, report.state, report.total
+        "Order {}  {}  KES {}",
+        report.number,
+        report.state.words(),
+        report.total
     );
     let _ = writeln!(
         out,
@@ -176,10 +225,10 @@ pub fn render_text(report: &OrderReport) -> String {
     for a in &report.attempts {
         let _ = writeln!(
             out,
-            "  #{} to {}  {:?}  result {}  checkout {}  queries {}  callbacks {}{}",
+            "  #{} to {}  {}  result {}  checkout {}  queries {}  callbacks {}{}",
             a.n,
-            a.payer.masked(),
-            a.state,
+            a.payer,
+            words(&a.state),
             a.result_code.map_or("-".to_owned(), |c| c.to_string()),
             a.checkout_request_id.as_deref().unwrap_or("-"),
             a.queries,
@@ -197,15 +246,16 @@ pub fn render_text(report: &OrderReport) -> String {
     for p in &report.payments {
         let _ = writeln!(
             out,
-            "  {}  KES {}  via {:?}  at {}",
+            "  {}  KES {}  via {}  at {}",
             p.receipt.as_deref().unwrap_or("(receipt not yet known)"),
             p.amount,
-            p.source,
+            words(&p.source),
             p.at
         );
     }
     if !report.flags.is_empty() {
-        let _ = writeln!(out, "NEEDS AN OPERATOR: {:?}", report.flags);
+        let flags: Vec<String> = report.flags.iter().map(words).collect();
+        let _ = writeln!(out, "NEEDS AN OPERATOR: {}", flags.join(", "));
         if report.flags.contains(&OrderFlag::Overpaid) {
             let _ = writeln!(
                 out,
@@ -238,10 +288,10 @@ pub fn render_text(report: &OrderReport) -> String {
     for m in &report.sms {
         let _ = writeln!(
             out,
-            "  {} {:?}  {:?}  delivery {}  id {}  attempts {}{}",
+            "  {} {}  {}  delivery {}  id {}  attempts {}{}",
             m.id,
-            m.kind,
-            m.status,
+            words(&m.kind),
+            words(&m.status),
             m.delivery.as_deref().unwrap_or("-"),
             m.message_id.as_deref().unwrap_or("-"),
             m.attempts,
@@ -250,6 +300,7 @@ pub fn render_text(report: &OrderReport) -> String {
                 .map(|r| format!("  reason: {r}"))
                 .unwrap_or_default()
         );
+        let _ = writeln!(out, "    text: {}", m.text);
     }
     let _ = writeln!(out, "Callbacks kept: {}", report.callbacks.len());
     for c in &report.callbacks {

@@ -78,6 +78,17 @@ impl OrderStatus {
     pub fn is_payable(self) -> bool {
         matches!(self, Self::AwaitingPayment | Self::Failed)
     }
+
+    /// The state in words for a person (`duka order`'s text): the JSON name with spaces, so
+    /// the text, the JSON and the USSD screens ("Awaiting payment") say the same thing.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::AwaitingPayment => "awaiting payment",
+            Self::Failed => "failed",
+            Self::Paid => "paid",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// What My orders shows of an order, kept in the shopper's profile so that the USSD hop needs no
@@ -292,6 +303,23 @@ pub enum OrderFlag {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn state_words_are_the_json_names_with_spaces() {
+        for status in [
+            OrderStatus::AwaitingPayment,
+            OrderStatus::Failed,
+            OrderStatus::Paid,
+            OrderStatus::Expired,
+        ] {
+            let json = serde_json::to_value(status).unwrap();
+            assert_eq!(
+                status.words(),
+                json.as_str().unwrap().replace('_', " "),
+                "{status:?}"
+            );
+        }
+    }
 
     #[test]
     fn order_numbers_are_short_unambiguous_and_in_the_requested_shard() {

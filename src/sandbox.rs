@@ -3,6 +3,7 @@
 //! `duka serve` starts them when no credentials are configured, so the demo pays and texts
 //! without any account; the tests start them to drive every failure the real APIs have.
 
+pub mod demo;
 pub mod mpesa;
 pub mod sms;
 

@@ -52,6 +52,10 @@ pub struct AppState {
     pub recorder: Option<Arc<Recorder>>,
     /// Who may call the USSD routes.
     pub ussd: Arc<UssdGuard>,
+    /// The built-in sandboxes, for the demo's `/sandbox/…` routes (none in production).
+    pub sandboxes: Sandboxes,
+    /// The operator endpoint's token (`/operator/…`); `None` turns the endpoint off.
+    pub operator: Option<Arc<crate::operator::endpoint::OperatorAccess>>,
 }
 
 /// Who may post payment callbacks.
@@ -83,6 +87,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        // The demo's controls, loopback only: sandbox prompts, paybill and SMS inbox, and the
+        // operator's order report (404 when not running as the demo).
+        .merge(crate::sandbox::demo::router())
+        .merge(crate::operator::endpoint::router())
         .layer(axum::middleware::from_fn(crate::error::log_app_errors))
         .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
@@ -227,9 +235,13 @@ impl Application {
         let mut sandboxes = Sandboxes::default();
         let daraja = match &settings.mpesa {
             MpesaSettings::Sandbox => {
-                let sandbox = MpesaSandbox::start(MpesaSandboxConfig::default())
-                    .await
-                    .context("could not start the built-in M-Pesa sandbox")?;
+                // The demo's paybill has External Validation, so a wrong amount is refused.
+                let sandbox = MpesaSandbox::start(MpesaSandboxConfig {
+                    c2b_validation: true,
+                    ..MpesaSandboxConfig::default()
+                })
+                .await
+                .context("could not start the built-in M-Pesa sandbox")?;
                 tracing::warn!(
                     "MPESA_* is not set: using the BUILT-IN M-PESA SANDBOX at {} (no real money moves)",
                     sandbox.base_url()
@@ -335,6 +347,8 @@ impl Application {
         let state = AppState {
             shop,
             metrics,
+            sandboxes: sandboxes.clone(),
+            operator: None,
             callbacks: Arc::new(CallbackGuard {
                 secret: settings.callback_secret.clone(),
                 allowed_ips: settings.mpesa_allowed_ips.clone(),
@@ -350,6 +364,24 @@ impl Application {
             sandboxes,
             public_url,
         })
+    }
+
+    /// Turns on the operator endpoint (`GET /operator/orders/{number}`, loopback only) with a
+    /// fresh token written to `token_file`, where `duka order` finds it. The demo does this.
+    ///
+    /// # Errors
+    /// The token file cannot be written.
+    pub fn enable_operator_endpoint(
+        &mut self,
+        token_file: &std::path::Path,
+    ) -> Result<(), crate::operator::endpoint::TokenFileError> {
+        let access = crate::operator::endpoint::OperatorAccess::issue(token_file)?;
+        tracing::info!(
+            "operator endpoint on: `duka order NUMBER` reads its token from {}",
+            token_file.display()
+        );
+        self.state.operator = Some(Arc::new(access));
+        Ok(())
     }
 
     /// The stand-ins this node started (for tests and the terminal phone).

@@ -31,7 +31,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -96,7 +96,8 @@ pub struct SmsSandboxConfig {
     /// The `from` values accepted; any other gets 402 InvalidSenderId. Leaving `from` out is
     /// always accepted (AT's default sender).
     pub sender_ids: Vec<String>,
-    /// Seeds the `ATXid_…` ids, so a run can be repeated exactly.
+    /// Seeds the `ATXid_…` ids, so a run can be repeated exactly. The default draws one, so
+    /// every run (every `duka serve`) issues ids no earlier run issued.
     pub seed: u64,
     pub clock: SandboxClock,
     /// The currency written in `cost`, `KES` like AT Kenya.
@@ -116,7 +117,7 @@ impl Default for SmsSandboxConfig {
             username: "sandbox".into(),
             api_key: SecretString::from("duka-sms-sandbox-key"),
             sender_ids: vec!["DUKA".into()],
-            seed: 0,
+            seed: rand::random(),
             clock: SandboxClock::system(),
             currency: "KES".into(),
             cost_per_segment: Decimal::new(8, 1),
@@ -313,8 +314,10 @@ struct Shared {
 
 /// Everything that changes. Held only briefly, never across an `.await`.
 struct State {
-    rng: StdRng,
-    issued_ids: HashSet<String>,
+    /// The run's 64 random bits, the first half of every id.
+    run: u64,
+    /// How many ids this run has issued, the second half.
+    issued: u64,
     requests: Vec<RecordedRequest>,
     messages: Vec<SentSms>,
     reports: Vec<PostedReport>,
@@ -345,14 +348,11 @@ impl Shared {
 }
 
 impl State {
-    /// A fresh `ATXid_…`, never issued before by this sandbox.
+    /// A fresh `ATXid_…`: the run's random bits and a counter, so ids never repeat within a
+    /// run, and two runs share none unless they share a seed.
     fn fresh_id(&mut self) -> String {
-        loop {
-            let id = format!("ATXid_{:032x}", self.rng.random::<u128>());
-            if self.issued_ids.insert(id.clone()) {
-                return id;
-            }
-        }
+        self.issued += 1;
+        format!("ATXid_{:016x}{:016x}", self.run, self.issued)
     }
 
     /// The step for one number when no test-wide step is queued.
@@ -430,8 +430,8 @@ impl SmsSandbox {
             network_code: config.network_code,
             http,
             state: Mutex::new(State {
-                rng: StdRng::seed_from_u64(config.seed),
-                issued_ids: HashSet::new(),
+                run: StdRng::seed_from_u64(config.seed).random(),
+                issued: 0,
                 requests: Vec::new(),
                 messages: Vec::new(),
                 reports: Vec::new(),

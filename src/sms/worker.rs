@@ -135,13 +135,9 @@ async fn deliver_inner(
         Next::Sent(message_id) => {
             if let Some(message_id) = message_id {
                 // The index first: a delivery report can only find a message it can look up.
-                let mut index = Batch::new();
-                index.set(
-                    shop.keys.sms_index(message_id),
-                    id.as_bytes().to_vec(),
-                    Some(ORDER_RETENTION_MS),
-                );
-                let _ = shop.store.commit(&index).await?;
+                if !index_message_id(shop.store.as_ref(), &shop.keys, message_id, id).await? {
+                    tracing::warn!(sms.id = id, sms.message_id = %message_id, "Africa's Talking gave a message id already recorded for another SMS; kept the earlier record");
+                }
             }
             JobOutcome::Done
         }
@@ -217,6 +213,28 @@ async fn deliver_inner(
     Ok(outcome)
 }
 
+/// Records which outbox message an API message id belongs to, unless that id already names
+/// another message: an id reused by the API (a sandbox restarted on the same Redis, say) must
+/// never take over an earlier message's record. True when the id is (now) recorded for `id`.
+async fn index_message_id(
+    store: &dyn crate::store::Store,
+    keys: &crate::keys::Keys,
+    message_id: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let key = keys.sms_index(message_id);
+    let mut index = Batch::new();
+    index.guard(key.clone(), None).set(
+        key.clone(),
+        id.as_bytes().to_vec(),
+        Some(ORDER_RETENTION_MS),
+    );
+    match store.commit(&index).await? {
+        Commit::Applied => Ok(true),
+        Commit::Conflict => Ok(store.get_one(&key).await?.as_deref() == Some(id.as_bytes())),
+    }
+}
+
 /// Notes the phone's uncertain message so that a delivery report with an unknown id for that
 /// phone can settle it (see [`super::delivery`]).
 async fn remember_uncertain(shop: &Shop, message: &OutboxMessage) -> Result<(), StoreError> {
@@ -233,6 +251,31 @@ async fn remember_uncertain(shop: &Shop, message: &OutboxMessage) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reused_message_id_never_takes_over_an_earlier_record() {
+        let store = crate::store::memory::MemoryStore::new();
+        let keys = crate::keys::Keys::new("t".to_owned());
+        assert!(index_message_id(&store, &keys, "ATXid_1", "sms-a")
+            .await
+            .unwrap());
+        assert!(
+            !index_message_id(&store, &keys, "ATXid_1", "sms-b")
+                .await
+                .unwrap(),
+            "the second message is told the id was taken"
+        );
+        assert!(
+            index_message_id(&store, &keys, "ATXid_1", "sms-a")
+                .await
+                .unwrap(),
+            "the same message recording its own id again is fine"
+        );
+        let recorded = crate::store::Store::get_one(&store, &keys.sms_index("ATXid_1"))
+            .await
+            .unwrap();
+        assert_eq!(recorded.as_deref(), Some(&b"sms-a"[..]));
+    }
 
     #[test]
     fn each_answer_of_the_api_leads_to_the_right_next_state() {

@@ -115,25 +115,23 @@ async fn the_end_of_input_hangs_up_mid_session() {
 
 #[tokio::test]
 async fn against_a_running_server_the_phone_answers_its_sandboxs_prompt() {
-    // Arrange: a server whose M-Pesa sandbox waits for a person, as `duka dial` needs.
+    // Arrange: a server with the built-in sandboxes, which answer pushes by themselves until
+    // the phone asks them to wait for its PIN.
     let app = TestApp::spawn_with(TestOptions {
         store: StoreKind::Memory,
         ..TestOptions::default()
     })
     .await;
-    app.mpesa()
-        .set_default_outcome(duka::sandbox::mpesa::Outcome::interactive());
-    let mpesa_url = app.mpesa().base_url().to_owned();
 
     // Act
     let stdout = dial_with(
-        &["--url", &app.address, "--mpesa-url", &mpesa_url],
+        &["--url", &app.address],
         &["1", "4", "1", "1", "1", "1", "c"],
     )
     .await;
 
     // Assert
-    assert!(stdout.contains("SMS can't be shown"), "{stdout}");
+    assert!(stdout.contains("the M-Pesa PIN is 1234"), "{stdout}");
     let order = order_number(&stdout);
     assert!(
         stdout.contains(&format!(
@@ -141,4 +139,32 @@ async fn against_a_running_server_the_phone_answers_its_sandboxs_prompt() {
         )),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "[SMS from DUKA] Duka: payment for order {order} (KES 70) failed"
+        )),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn against_a_server_without_sandboxes_the_phone_says_it_shows_screens_only() {
+    // Arrange: a stand-in for a production server: USSD only, no `/sandbox/…` routes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/ussd/africastalking",
+        axum::routing::post(|| async { "END Thank you for shopping." }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Act
+    let stdout = dial_with(&["--url", &url], &[]).await;
+
+    // Assert
+    assert!(
+        stdout.contains("M-Pesa prompts and SMS can't be shown here: it has no built-in sandboxes (a production server?). They go to the real phone."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Thank you for shopping."), "{stdout}");
 }

@@ -1,6 +1,7 @@
 //! The real [`AtSmsClient`] against the sandbox, over real sockets: every outcome the outbox must
 //! handle, and the delivery reports posted to a small receiver standing in for Duka.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -520,6 +521,22 @@ async fn ids_follow_the_seed_and_timestamps_follow_the_clock() {
     let unique: HashSet<&String> = runs[0].iter().collect();
     assert_eq!(unique.len(), 5);
     assert!(runs[0].iter().all(|id| id.len() == "ATXid_".len() + 32));
+}
+
+#[tokio::test]
+async fn two_runs_with_the_default_config_share_no_id() {
+    // Every `duka serve` starts its SMS sandbox from the default config: a fixed default seed
+    // made each run repeat the last one's ids, and a persistent Redis then mixed them up.
+    let mut ids = HashSet::new();
+    for _ in 0..2 {
+        let sandbox = default_sandbox().await;
+        let client = client(&sandbox);
+        for _ in 0..3 {
+            client.send(&shopper(), RECEIPT).await.unwrap();
+        }
+        ids.extend(sandbox.messages().into_iter().map(|m| m.message_id));
+    }
+    assert_eq!(ids.len(), 6, "{ids:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,87 @@
+//! `duka order` against a running demo: asks its operator endpoint ([`super::endpoint`]) for the
+//! report, since the demo's store lives inside the server process.
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::OrderReport;
+
+/// Why the running server could not give the report.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{0} is not a valid server URL")]
+    BadUrl(String),
+    #[error("could not reach the Duka at {url} (is `duka serve` running there? set DUKA_LISTEN or --url)")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the server at {url} has no operator endpoint: it is not a demo (set REDIS_URL to read a production shop's Redis)")]
+    NoEndpoint { url: String },
+    #[error("the server refused the operator token (HTTP {status}): is the token file from this server's run?")]
+    Refused { status: u16 },
+    #[error("the server answered HTTP {status}: {message}")]
+    Failed { status: u16, message: String },
+    #[error("the server's report was unreadable")]
+    Unreadable(#[source] reqwest::Error),
+}
+
+/// Fetches one order's report from the server at `base_url`. `Ok(None)` when there is no such
+/// order.
+///
+/// # Errors
+/// See [`RemoteError`].
+pub async fn fetch_report(
+    base_url: &str,
+    token: &SecretString,
+    number: &str,
+) -> Result<Option<OrderReport>, RemoteError> {
+    let base = base_url.trim().trim_end_matches('/');
+    let mut url =
+        reqwest::Url::parse(&format!("{base}/")).map_err(|_| RemoteError::BadUrl(base.into()))?;
+    url.path_segments_mut()
+        .map_err(|()| RemoteError::BadUrl(base.into()))?
+        .pop_if_empty()
+        .extend(["operator", "orders", number]);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|source| RemoteError::Unreachable {
+            url: base.into(),
+            source,
+        })?;
+    let response = client
+        .get(url)
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|source| RemoteError::Unreachable {
+            url: base.into(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    let body: Option<serde_json::Value> = match status {
+        200 => {
+            return response
+                .json()
+                .await
+                .map(Some)
+                .map_err(RemoteError::Unreadable)
+        }
+        _ => response.json().await.ok(),
+    };
+    let message = body
+        .as_ref()
+        .and_then(|b| b["error"].as_str())
+        .map(str::to_owned);
+    match (status, message) {
+        // The endpoint's own 404 names the order; a bare one means no such route.
+        (404, Some(_)) => Ok(None),
+        (404, None) => Err(RemoteError::NoEndpoint { url: base.into() }),
+        (401, _) => Err(RemoteError::Refused { status }),
+        (status, message) => Err(RemoteError::Failed {
+            status,
+            message: message.unwrap_or_default(),
+        }),
+    }
+}
