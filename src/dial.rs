@@ -1,7 +1,8 @@
 //! `duka dial`: a terminal phone, to walk the menus the way a handset shows them.
 //!
-//! It dials on start, prints each screen, and reads one input per line from stdin, keeping the
-//! cumulative `text` the way Africa's Talking does. By default it talks to a Duka it starts in
+//! It dials on start, prints each screen, and reads one input per line from stdin, sending each
+//! hop the way the chosen gateway does (`--gateway`; Africa's Talking's cumulative `text` by
+//! default, through the same adapter code the server parses with). By default it talks to a Duka it starts in
 //! the same process (embedded store, built-in sandboxes), whose M-Pesa sandbox lets a person
 //! answer the PIN prompt: after an `END` the phone shows the prompt, the next line is the PIN
 //! (the sandbox's `1234` pays, any other PIN is wrong, `c` cancels, an empty line lets it time
@@ -57,6 +58,14 @@ pub struct DialArgs {
     /// The phone number to dial from.
     #[arg(long, default_value = "0700000001")]
     pub phone: String,
+    /// The gateway to dial through (africastalking, hubtel, emergent, arkesel, nalo, beem,
+    /// safaricom, airtel, infobip, cellulant).
+    #[arg(long, default_value = "africastalking")]
+    pub gateway: String,
+    /// The MCC+MNC the gateway reports for the phone's network (63902 Safaricom, 63903 Airtel
+    /// Kenya).
+    #[arg(long, default_value = "63902")]
+    pub network_code: String,
     /// How long to wait for the M-Pesa prompt after a session ends, and for an SMS after it is
     /// answered, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -77,7 +86,14 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("RUST_LOG").is_some() {
         crate::telemetry::init("compact");
     }
-    let phone = Msisdn::parse(&args.phone).context("--phone is not a Kenyan mobile number")?;
+    let phone = Msisdn::parse(&args.phone).context("--phone is not a mobile number")?;
+    let gateway = crate::gateway::by_name(&args.gateway).with_context(|| {
+        format!(
+            "--gateway {:?} is not one Duka speaks ({})",
+            args.gateway,
+            crate::gateway::names()
+        )
+    })?;
     let shortcode = args
         .shortcode
         .clone()
@@ -103,14 +119,22 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let line = crate::gateway::phone::Phone::new(
+        &base_url,
+        gateway,
+        phone.clone(),
+        &shortcode,
+        &args.network_code,
+        wait + Duration::from_secs(5),
+    );
     let mut phone = Phone {
-        http,
         base_url,
         backend,
         msisdn: phone,
         shortcode,
         wait,
-        session: None,
+        line,
+        in_session: false,
         sessions: 0,
         sms_shown: 0,
         echo: !std::io::stdin().is_terminal(),
@@ -120,7 +144,7 @@ pub async fn run(args: DialArgs) -> anyhow::Result<ExitCode> {
     phone.dial(String::new()).await?;
     loop {
         phone.show_new_sms().await;
-        let in_session = phone.session.is_some();
+        let in_session = phone.in_session;
         if !in_session {
             say("(session over: Enter dials again, inputs such as 1*2 make a deep dial, `pay ORDER AMOUNT` pays at the paybill; end of input quits)");
         }
@@ -213,20 +237,16 @@ async fn start_in_process(
     Ok((duka, server))
 }
 
-struct Session {
-    id: String,
-    text: String,
-}
-
 struct Phone {
-    http: reqwest::Client,
     base_url: String,
     backend: Backend,
     msisdn: Msisdn,
     shortcode: String,
     wait: Duration,
-    /// The open USSD session; `None` after an `END`.
-    session: Option<Session>,
+    /// The phone's line through the chosen gateway.
+    line: crate::gateway::phone::Phone,
+    /// Whether a USSD session is open (none after an `END`).
+    in_session: bool,
     sessions: u32,
     /// SMS of the inbox already shown.
     sms_shown: usize,
@@ -243,7 +263,11 @@ fn say(line: &str) {
 
 impl Phone {
     fn intro(&self) {
-        let local = format!("0{}", &self.msisdn.digits()[3..]);
+        let local = if self.msisdn.is_kenyan() {
+            format!("0{}", &self.msisdn.digits()[3..])
+        } else {
+            self.msisdn.e164()
+        };
         match &self.backend {
             Backend::InProcess(duka) => say(&format!(
                 "Dialling {} from {local} (an in-process Duka with the built-in sandboxes; the M-Pesa PIN is {}).",
@@ -281,103 +305,60 @@ impl Phone {
 
     async fn dial(&mut self, inputs: String) -> anyhow::Result<()> {
         self.sessions += 1;
-        self.session = Some(Session {
-            id: format!(
-                "dial-{}-{}-{}",
-                std::process::id(),
-                chrono::Utc::now().timestamp_millis(),
-                self.sessions
-            ),
-            text: String::new(),
-        });
-        say(&format!("--- dialling {} ---", self.shortcode));
-        self.send(inputs).await
-    }
-
-    async fn press(&mut self, input: &str) -> anyhow::Result<()> {
-        let previous = self
-            .session
-            .as_ref()
-            .map(|s| s.text.clone())
-            .unwrap_or_default();
-        let text = if previous.is_empty() {
-            input.to_owned()
-        } else {
-            format!("{previous}*{input}")
-        };
-        self.send(text).await
-    }
-
-    async fn send(&mut self, text: String) -> anyhow::Result<()> {
-        let Some(session) = self.session.as_mut() else {
-            return Ok(());
-        };
-        session.text.clone_from(&text);
-        let id = session.id.clone();
-        let response = self
-            .http
-            .post(format!("{}/ussd/africastalking", self.base_url))
-            .form(&[
-                ("sessionId", id.as_str()),
-                ("serviceCode", self.shortcode.as_str()),
-                ("phoneNumber", self.msisdn.e164().as_str()),
-                ("networkCode", "63902"),
-                ("text", text.as_str()),
-            ])
-            .send()
-            .await;
-        let body = match response {
-            Ok(response) if response.status().is_success() => {
-                response.text().await.unwrap_or_default()
-            }
-            Ok(response) => {
-                say(&format!(
-                    "(the server answered HTTP {}: the phone shows an error and the session ends)",
-                    response.status()
-                ));
-                self.session = None;
-                return Ok(());
-            }
-            Err(e) => {
-                say(&format!("(no answer from {}: {e})", self.base_url));
-                self.session = None;
-                return Ok(());
-            }
-        };
-        if let Some(screen) = body.strip_prefix("CON ") {
-            say(screen);
-        } else if let Some(screen) = body.strip_prefix("END ") {
-            say(screen);
-            say("--- session ended ---");
-            self.session = None;
-            self.after_end().await;
-        } else {
-            say(&body);
-            say("(not a CON or END reply: the phone ends the session)");
-            self.session = None;
-        }
+        let id = format!(
+            "dial-{}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis(),
+            self.sessions
+        );
+        let dial = inputs
+            .split('*')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned)
+            .collect();
+        say(&format!(
+            "--- dialling {} via {} ---",
+            self.shortcode,
+            self.line.gateway().title()
+        ));
+        self.in_session = true;
+        let reply = self.line.dial(&id, dial).await;
+        self.show(reply).await;
         Ok(())
     }
 
-    /// Hangs up mid-session, as a shopper walking away: Africa's Talking then tells Duka.
+    async fn press(&mut self, input: &str) -> anyhow::Result<()> {
+        let reply = self.line.press(input).await;
+        self.show(reply).await;
+        Ok(())
+    }
+
+    async fn show(&mut self, reply: Result<crate::menu::Reply, crate::gateway::phone::PhoneError>) {
+        match reply {
+            Ok(reply) => {
+                say(&reply.text);
+                if reply.end {
+                    say("--- session ended ---");
+                    self.in_session = false;
+                    self.after_end().await;
+                }
+            }
+            Err(e) => {
+                say(&format!(
+                    "({e}: the phone shows an error and the session ends)"
+                ));
+                self.in_session = false;
+            }
+        }
+    }
+
+    /// Hangs up mid-session, as a shopper walking away: gateways that report it tell Duka.
     async fn hang_up(&mut self) {
-        let Some(session) = self.session.take() else {
+        if !std::mem::take(&mut self.in_session) {
             return;
-        };
+        }
         say("(hung up)");
-        let _ = self
-            .http
-            .post(format!("{}/ussd/africastalking/session-end", self.base_url))
-            .form(&[
-                ("sessionId", session.id.as_str()),
-                ("serviceCode", self.shortcode.as_str()),
-                ("phoneNumber", self.msisdn.e164().as_str()),
-                ("networkCode", "63902"),
-                ("status", "Incomplete"),
-                ("input", session.text.as_str()),
-            ])
-            .send()
-            .await;
+        let _ = self.line.hang_up(true).await;
     }
 
     /// After an `END`: checkout and "Pay again" send an M-Pesa prompt. Shows it and reads the

@@ -168,3 +168,23 @@ async fn against_a_server_without_sandboxes_the_phone_says_it_shows_screens_only
     );
     assert!(stdout.contains("Thank you for shopping."), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_phone_dials_through_another_gateway() {
+    let stdout = dial_with(
+        &["--gateway", "hubtel"],
+        &["1", "2", "3", "2", "1", "1", "1234"],
+    )
+    .await;
+    assert!(
+        stdout.contains("--- dialling *384*12# via Hubtel ---"),
+        "{stdout}"
+    );
+    let order = order_number(&stdout);
+    assert!(
+        stdout.contains(&format!(
+            "[SMS from DUKA] Duka: order {order} paid, KES 900."
+        )),
+        "{stdout}"
+    );
+}
