@@ -226,6 +226,7 @@ impl Settings {
         let mpesa_allowed_ips =
             ip_list("MPESA_ALLOWED_IPS", var("MPESA_ALLOWED_IPS"), &mut problems);
         let ussd = ussd_guard(&var, &mut problems);
+        let record_filter = record_filter(&var, &mut problems);
 
         let sms = match (var("AT_BASE_URL"), var("AT_USERNAME"), var("AT_API_KEY")) {
             (None, None, None) => SmsSettings::Sandbox,
@@ -276,7 +277,7 @@ impl Settings {
             ussd,
             sms,
             record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
-            record_filter: Default::default(),
+            record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
         };
         if problems.is_empty() {
@@ -373,6 +374,29 @@ fn parse_ip_or_net(entry: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .ok()
         .or_else(|| entry.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// Which sessions `--record` writes: `DUKA_RECORD_SAMPLE`, `DUKA_RECORD_PHONE`,
+/// `DUKA_RECORD_SERVICE_CODE`.
+fn record_filter(
+    var: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> crate::fixtures::record::RecordFilter {
+    let sample = var("DUKA_RECORD_SAMPLE").and_then(|raw| {
+        crate::fixtures::record::parse_share(&raw)
+            .map_err(|e| problems.push(format!("DUKA_RECORD_SAMPLE: {e}")))
+            .ok()
+    });
+    let phone = var("DUKA_RECORD_PHONE").and_then(|raw| {
+        crate::msisdn::Msisdn::parse(&raw)
+            .map_err(|e| problems.push(format!("DUKA_RECORD_PHONE: {e}")))
+            .ok()
+    });
+    crate::fixtures::record::RecordFilter {
+        sample,
+        phone,
+        service_code: var("DUKA_RECORD_SERVICE_CODE"),
+    }
 }
 
 /// A comma-separated list of addresses and CIDRs; every bad entry is a problem.

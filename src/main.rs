@@ -31,14 +31,15 @@ enum Command {
         #[arg(long, env = "DUKA_RECORD_DIR")]
         record: Option<PathBuf>,
         /// Record only this share of sessions, 0 to 1 or a percentage (`0.05`, `5%`), chosen by
-        /// session id so every node agrees.
-        #[arg(long, env = "DUKA_RECORD_SAMPLE", value_parser = parse_share)]
+        /// session id so every node agrees (or DUKA_RECORD_SAMPLE).
+        #[arg(long, value_parser = duka::fixtures::record::parse_share)]
         record_sample: Option<f64>,
-        /// Record only this shopper's sessions (any number format: `0712…`, `+254712…`).
-        #[arg(long, env = "DUKA_RECORD_PHONE", value_parser = parse_phone)]
+        /// Record only this shopper's sessions, in any number format: `0712…`, `+254712…` (or
+        /// DUKA_RECORD_PHONE).
+        #[arg(long, value_parser = parse_phone)]
         record_phone: Option<duka::msisdn::Msisdn>,
-        /// Record only sessions on this service code (`*384*12#`).
-        #[arg(long, env = "DUKA_RECORD_SERVICE_CODE")]
+        /// Record only sessions on this service code, `*384*12#` (or DUKA_RECORD_SERVICE_CODE).
+        #[arg(long)]
         record_service_code: Option<String>,
         /// The demo (no REDIS_URL) writes the token of its operator endpoint, which `duka order`
         /// uses, to this file.
@@ -116,11 +117,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let mut settings = Settings::from_env()?;
             settings.record_dir = record.or(settings.record_dir);
-            settings.record_filter = duka::fixtures::record::RecordFilter {
-                sample: record_sample,
-                phone: record_phone,
-                service_code: record_service_code,
-            };
+            let filter = &mut settings.record_filter;
+            filter.sample = record_sample.or(filter.sample);
+            filter.phone = record_phone.or(filter.phone.take());
+            filter.service_code = record_service_code.or(filter.service_code.take());
             duka::telemetry::init(&settings.log_format);
             // Only the demo's store lives in this process, out of `duka order`'s reach.
             let demo = settings.store == duka::config::StoreSettings::Embedded;
@@ -218,21 +218,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-    }
-}
-
-/// A share of sessions: `0.05` or `5%`.
-fn parse_share(raw: &str) -> Result<f64, String> {
-    let raw = raw.trim();
-    let share = match raw.strip_suffix('%') {
-        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
-        None => raw.parse::<f64>(),
-    }
-    .map_err(|_| format!("{raw:?} is not a share such as 0.05 or 5%"))?;
-    if (0.0..=1.0).contains(&share) {
-        Ok(share)
-    } else {
-        Err(format!("{raw:?} is outside 0 to 1 (0% to 100%)"))
     }
 }
 

@@ -203,3 +203,65 @@ async fn a_malformed_fixture_fails_naming_its_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_per_hop_gateway_session_is_recorded_as_its_gateway_and_filters_apply() {
+    use duka::gateway::phone::Phone;
+    use duka::msisdn::Msisdn;
+
+    let record_dir = temp_dir("recorded-hubtel");
+    let app = TestApp::spawn_with(TestOptions {
+        store: StoreKind::Memory,
+        env: vec![
+            ("DUKA_RECORD_DIR", record_dir.display().to_string()),
+            // Only this shopper is recorded (`--record-phone`).
+            ("DUKA_RECORD_PHONE", "+254712345678".into()),
+        ],
+        ..TestOptions::default()
+    })
+    .await;
+    let wanted = Msisdn::parse("0712345678").unwrap();
+    let hubtel = duka::gateway::by_name("hubtel").unwrap();
+    let phone = |msisdn: Msisdn| {
+        Phone::new(
+            &app.address,
+            hubtel,
+            msisdn,
+            "*384*12#",
+            "63902",
+            Duration::from_secs(10),
+        )
+    };
+    let mut shopper = phone(wanted);
+    shopper
+        .dial("hubtel-rec-1", vec!["1".into()])
+        .await
+        .unwrap();
+    for input in ["2", "3", "2"] {
+        shopper.press(input).await.unwrap();
+    }
+    shopper.resend().await.unwrap();
+    assert!(shopper.hang_up(true).await.unwrap());
+    let mut other = phone(Msisdn::parse("0722000111").unwrap());
+    other.dial("hubtel-rec-2", vec![]).await.unwrap();
+    other.press("1").await.unwrap();
+    app.stop().await;
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&record_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "only the filtered phone: {files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("gateway = \"hubtel\""), "{text}");
+    assert!(text.contains("dial = \"1\""), "the deep dial: {text}");
+    assert!(text.contains("resend = true"), "the retransmission: {text}");
+    let report = replay_paths(
+        std::slice::from_ref(&record_dir),
+        &options(&manifest_dir().join("menus")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.passed(), 1, "{}", report.render_failures());
+    let _ = std::fs::remove_dir_all(&record_dir);
+}
