@@ -14,7 +14,9 @@ use duka::gateway::{self, Gateway};
 use duka::menu::{Cart, Reply};
 use duka::msisdn::Msisdn;
 
-use crate::helpers::{eventually, new_session_id, order_number_in, TestApp};
+use crate::helpers::{
+    dedicated_redis, eventually, new_session_id, order_number_in, TestApp, TestOptions,
+};
 
 /// A Safaricom number no other test uses.
 fn safaricom_number() -> Msisdn {
@@ -155,6 +157,52 @@ async fn refuses_garbage(name: &str) {
     app.stop().await;
 }
 
+/// Redis round trips (top-level `MGET`/`EVALSHA`/`EVAL`) of each hop of a purchase on this
+/// gateway, then of a resent hop, on a Redis of its own.
+async fn round_trips_per_hop(name: &str) -> Vec<u64> {
+    let redis = dedicated_redis();
+    let app = TestApp::spawn_with(TestOptions {
+        redis: Some(redis),
+        run_worker: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let trips = || -> u64 {
+        let counts = redis.command_counts().unwrap();
+        ["mget", "evalsha", "eval"]
+            .iter()
+            .filter_map(|c| counts.get(*c))
+            .sum()
+    };
+    let mut phone = phone_on(&app, gateway::by_name(name).unwrap(), safaricom_number());
+    let mut per_hop = Vec::new();
+    let before = trips();
+    phone.dial(&new_session_id(), vec![]).await.unwrap();
+    per_hop.push(trips() - before);
+    for input in ["1", "2", "3", "2"] {
+        let before = trips();
+        phone.press(input).await.unwrap();
+        per_hop.push(trips() - before);
+    }
+    let before = trips();
+    phone.resend().await.unwrap();
+    per_hop.push(trips() - before);
+    for input in ["1", "1"] {
+        let before = trips();
+        phone.press(input).await.unwrap();
+        per_hop.push(trips() - before);
+    }
+    app.stop().await;
+    per_hop
+}
+
+async fn costs_what_africastalking_costs(name: &str) {
+    let theirs = round_trips_per_hop(name).await;
+    let at = round_trips_per_hop("africastalking").await;
+    assert_eq!(at, vec![2, 2, 2, 2, 2, 1, 2, 2], "Africa's Talking's hops");
+    assert_eq!(theirs, at, "{name}'s hops cost what Africa's Talking's do");
+}
+
 macro_rules! every_gateway {
     ($($name:ident),* $(,)?) => {
         $(
@@ -167,6 +215,11 @@ macro_rules! every_gateway {
                 #[tokio::test]
                 async fn refuses_what_is_not_a_request() {
                     super::refuses_garbage(stringify!($name)).await;
+                }
+
+                #[tokio::test]
+                async fn costs_the_redis_round_trips_africastalking_costs() {
+                    super::costs_what_africastalking_costs(stringify!($name)).await;
                 }
             }
         )*
@@ -212,7 +265,7 @@ async fn one_shopper_keeps_one_cart_across_gateways() {
 
 #[tokio::test]
 async fn a_secret_path_and_an_allow_list_guard_the_ussd_routes() {
-    let app = TestApp::spawn_with(crate::helpers::TestOptions {
+    let app = TestApp::spawn_with(TestOptions {
         env: vec![
             ("DUKA_USSD_SECRET", "ussd-secret-0123456789".into()),
             ("DUKA_USSD_ALLOWED_IPS_HUBTEL", "192.0.2.0/24".into()),
