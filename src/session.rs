@@ -162,9 +162,10 @@ fn walk(
         profile: profile.clone(),
         effects: Vec::new(),
     };
+    let catalog = shop.catalog();
     let run = |walked: &mut Walked, engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
         let step = engine(&Hop {
-            catalog: &shop.catalog,
+            catalog: &catalog,
             msisdn: &req.msisdn,
             cart: &walked.cart,
             profile: &walked.profile,

@@ -64,7 +64,7 @@ async fn ussd_callback(State(app): State<AppState>, body: Bytes) -> Result<Respo
         Err(source) => {
             app.metrics
                 .inc("duka_ussd_hops_total", &[("outcome", "apology")]);
-            let apology = crate::menu::engine::apology(&app.shop.catalog, source.lang());
+            let apology = crate::menu::engine::apology(&app.shop.catalog(), source.lang());
             Err(AppError::Hop {
                 source,
                 apology: apology.text,
