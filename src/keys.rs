@@ -22,7 +22,7 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `P{sNN}:sess:<session id>` | USSD session state | [`SESSION_TTL_MS`] |
+//! | `P{sNN}:sess:<session id>` | USSD session state | `DUKA_SESSION_TTL_S`, default [`SESSION_TTL_MS`] |
 //! | `P{sNN}:cart:<msisdn>` | the shopper's cart | [`CART_TTL_MS`] |
 //! | `P{sNN}:prof:<msisdn>` | language, last orders' summaries, nudge date | [`PROFILE_TTL_MS`] |
 //! | `P{sNN}:order:<number>` | order, attempts, payments, receipt SMS state | order TTL + [`ORDER_RETENTION_MS`] |
@@ -44,7 +44,8 @@ use crate::msisdn::Msisdn;
 /// How many shard tags the keyspace is split into. Changing it moves every key: it is a constant.
 pub const SHARDS: u16 = 64;
 
-/// A USSD session outlives the telcos' 180 s limit by a margin, then disappears.
+/// A USSD session outlives the telcos' 180 s limit by a margin, then disappears. The default of
+/// `DUKA_SESSION_TTL_S` ([`crate::shop::ShopSettings::session_ttl_ms`] is the one in force).
 pub const SESSION_TTL_MS: u64 = 300_000;
 /// A cart waits this long for its shopper to come back.
 pub const CART_TTL_MS: u64 = 12 * 3_600_000;

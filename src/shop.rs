@@ -63,6 +63,8 @@ pub struct ShopSettings {
     pub order_ttl_ms: i64,
     /// How long an STK push waits for its callback before reconciliation queries.
     pub query_after_ms: i64,
+    /// How long an idle USSD session is kept (`DUKA_SESSION_TTL_S`).
+    pub session_ttl_ms: u64,
 }
 
 /// The shared core of a running Duka.

@@ -315,6 +315,7 @@ impl Application {
                 paybill: daraja.shortcode().to_owned(),
                 order_ttl_ms: settings.order_ttl.as_millis() as i64,
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
+                session_ttl_ms: settings.session_ttl.as_millis() as u64,
             },
             options.clock,
             options.seed,
