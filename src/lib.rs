@@ -31,6 +31,7 @@ pub mod store;
 // The request path.
 pub mod gateway;
 pub mod session;
+pub mod reload;
 pub mod shop;
 // Background work, payments and SMS.
 pub mod background;

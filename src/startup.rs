@@ -208,6 +208,8 @@ pub struct Application {
     sweep_every: Duration,
     sandboxes: Sandboxes,
     public_url: String,
+    /// Read again on `SIGHUP` (see [`crate::reload`]).
+    menus_dir: std::path::PathBuf,
 }
 
 impl Application {
@@ -359,6 +361,7 @@ impl Application {
             sweep_every: options.sweep_every,
             sandboxes,
             public_url,
+            menus_dir: settings.menus_dir.clone(),
         })
     }
 
@@ -404,6 +407,14 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
+        #[cfg(unix)]
+        if let Err(e) = crate::reload::reload_on_hangup(
+            self.state.shop.clone(),
+            self.menus_dir.clone(),
+            stop_rx.clone(),
+        ) {
+            tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
+        }
         let app = router(self.state.clone());
         let served = axum::serve(
             self.listener,
