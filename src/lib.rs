@@ -30,8 +30,8 @@ pub mod keys;
 pub mod store;
 // The request path.
 pub mod gateway;
-pub mod session;
 pub mod reload;
+pub mod session;
 pub mod shop;
 // Background work, payments and SMS.
 pub mod background;

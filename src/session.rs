@@ -291,7 +291,11 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
-            .set(&session_key, to_json(&record), Some(shop.settings.session_ttl_ms));
+            .set(
+                &session_key,
+                to_json(&record),
+                Some(shop.settings.session_ttl_ms),
+            );
         if new_cart != cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);

@@ -8,8 +8,8 @@
 //! take the current one with [`Shop::catalog`], once per hop, and keep it for the whole hop, so
 //! a reload never mixes two menus in one screen.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rand::rngs::SmallRng;
