@@ -50,6 +50,8 @@ pub struct AppState {
     pub callbacks: Arc<CallbackGuard>,
     /// Writes finished sessions as fixtures (`duka serve --record DIR`); `None` when not asked.
     pub recorder: Option<Arc<Recorder>>,
+    /// What `/readyz` answered last, so only changes are logged.
+    pub readiness: Arc<crate::telemetry::ReadinessLog>,
 }
 
 /// Who may post payment callbacks.
@@ -93,10 +95,12 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::payments::callbacks::router())
         .merge(crate::sms::delivery::router())
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(crate::error::log_app_errors))
         .layer(TraceLayer::new_for_http())
+        // Outside the trace layer, which logs every 5xx as an ERROR: a 503 here is a normal
+        // answer, logged by the handler once per change.
+        .route("/readyz", get(readyz))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -112,16 +116,15 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the store answers, so hops can be served.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store did not answer within 1 s\n".to_owned(),
-        ),
+    let unready = match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("store unavailable: {e}")),
+        Err(_) => Some("store did not answer within 1 s".to_owned()),
+    };
+    app.readiness.log(unready.as_deref().map_or(Ok(()), Err));
+    match unready {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
@@ -175,16 +178,24 @@ pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedSto
             );
             Arc::new(MemoryStore::new())
         }
-        StoreSettings::Redis { url } => Arc::new(
-            RedisStore::connect(url)
+        StoreSettings::Redis { url } => {
+            let store = RedisStore::connect(url)
                 .await
-                .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?,
-        ),
+                .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?;
+            tracing::info!(redis.url = %redact_url(url), redis.cluster = false, "connected to Redis");
+            Arc::new(store)
+        }
         StoreSettings::Cluster { seeds } => {
-            Arc::new(RedisStore::connect_cluster(seeds).await.with_context(|| {
-                let seeds: Vec<String> = seeds.iter().map(|seed| redact_url(seed)).collect();
-                format!("could not connect to the Redis Cluster via {seeds:?}")
-            })?)
+            let seeds_shown = seeds
+                .iter()
+                .map(|seed| redact_url(seed))
+                .collect::<Vec<_>>()
+                .join(",");
+            let store = RedisStore::connect_cluster(seeds).await.with_context(|| {
+                format!("could not connect to the Redis Cluster via {seeds_shown}")
+            })?;
+            tracing::info!(redis.url = %seeds_shown, redis.cluster = true, "connected to Redis");
+            Arc::new(store)
         }
     })
 }
@@ -353,6 +364,7 @@ impl Application {
                 allowed_ips: settings.mpesa_allowed_ips.clone(),
             }),
             recorder,
+            readiness: Arc::default(),
         };
         Ok(Self {
             listener,

@@ -5,6 +5,7 @@ mod cluster;
 mod dial;
 mod fixtures;
 mod helpers;
+mod operations;
 mod payments;
 mod robustness;
 mod sms;
