@@ -46,6 +46,7 @@ pub mod config;
 pub mod dial;
 pub mod error;
 pub mod fixtures;
+pub mod graph;
 pub mod metrics;
 pub mod operator;
 pub mod startup;
