@@ -70,6 +70,8 @@ pub struct Settings {
     pub callback_secret_generated: bool,
     pub mpesa_query_after: Duration,
     pub order_ttl: Duration,
+    /// How long an idle USSD session is kept (`DUKA_SESSION_TTL_S`, [`SESSION_TTL_RANGE_S`]).
+    pub session_ttl: Duration,
     pub mpesa_allowed_ips: Vec<IpNet>,
     /// Who may call the USSD routes (`DUKA_USSD_SECRET`, `DUKA_USSD_ALLOWED_IPS[_<GATEWAY>]`).
     pub ussd: UssdGuard,
@@ -222,6 +224,7 @@ impl Settings {
         };
         let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
         let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
+        let session_ttl = session_ttl(var("DUKA_SESSION_TTL_S"), &mut problems);
 
         let mpesa_allowed_ips =
             ip_list("MPESA_ALLOWED_IPS", var("MPESA_ALLOWED_IPS"), &mut problems);
@@ -273,6 +276,7 @@ impl Settings {
             callback_secret_generated,
             mpesa_query_after,
             order_ttl,
+            session_ttl,
             mpesa_allowed_ips,
             ussd,
             sms,
@@ -314,6 +318,29 @@ impl Settings {
 
 /// The seeds of `redis+cluster://[user:pw@]h1:p1,h2:p2[/]`: the credentials, given once before
 /// the first host, belong to every seed (the cluster client refuses seeds that differ).
+/// The seconds `DUKA_SESSION_TTL_S` may say: longer than the telcos' 180 s session limit needs at
+/// the low end, and at most an hour, past which a stored session only costs memory.
+pub const SESSION_TTL_RANGE_S: std::ops::RangeInclusive<u64> = 30..=3600;
+
+/// `DUKA_SESSION_TTL_S`, default [`crate::keys::SESSION_TTL_MS`]; out of range is a problem.
+fn session_ttl(raw: Option<String>, problems: &mut Vec<String>) -> Duration {
+    let default = Duration::from_millis(crate::keys::SESSION_TTL_MS);
+    let Some(raw) = raw else {
+        return default;
+    };
+    match raw.parse::<u64>() {
+        Ok(s) if SESSION_TTL_RANGE_S.contains(&s) => Duration::from_secs(s),
+        _ => {
+            problems.push(format!(
+                "DUKA_SESSION_TTL_S: a whole number of seconds from {} to {}, not {raw:?}",
+                SESSION_TTL_RANGE_S.start(),
+                SESSION_TTL_RANGE_S.end()
+            ));
+            default
+        }
+    }
+}
+
 fn cluster_seeds(rest: &str) -> Vec<String> {
     let rest = rest.trim_end_matches('/');
     let (userinfo, hosts) = match rest.rsplit_once('@') {
@@ -468,6 +495,24 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_session_ttl_defaults_to_five_minutes_and_takes_30_s_to_an_hour() {
+        assert_eq!(load(&[]).unwrap().session_ttl, Duration::from_secs(300));
+        for (raw, secs) in [("30", 30), ("600", 600), ("3600", 3600)] {
+            let settings = load(&[("DUKA_SESSION_TTL_S", raw)]).unwrap();
+            assert_eq!(settings.session_ttl, Duration::from_secs(secs));
+        }
+        for bad in ["29", "3601", "0", "-5", "5m", "1.5"] {
+            let error = load(&[("DUKA_SESSION_TTL_S", bad)]).unwrap_err();
+            assert_eq!(
+                error.problems,
+                [format!(
+                    "DUKA_SESSION_TTL_S: a whole number of seconds from 30 to 3600, not {bad:?}"
+                )]
+            );
+        }
     }
 
     #[test]

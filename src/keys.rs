@@ -22,14 +22,14 @@
 //!
 //! | key | holds | TTL |
 //! |---|---|---|
-//! | `P{sNN}:sess:<session id>` | USSD session state | [`SESSION_TTL_MS`] |
+//! | `P{sNN}:sess:<session id>` | USSD session state | `DUKA_SESSION_TTL_S`, default [`SESSION_TTL_MS`] |
 //! | `P{sNN}:cart:<msisdn>` | the shopper's cart | [`CART_TTL_MS`] |
 //! | `P{sNN}:prof:<msisdn>` | language, last orders' summaries, nudge date | [`PROFILE_TTL_MS`] |
 //! | `P{sNN}:order:<number>` | order, attempts, payments, receipt SMS state | order TTL + [`ORDER_RETENTION_MS`] |
 //! | `P{sNN}:audit:<number>` | raw payment callbacks of the order | as the order |
 //! | `P{sNN}:msg:<id>` | an outbox SMS (`<order>.r` receipt, `<order>.f<n>` notice, `<msisdn>.n<day>` nudge) | [`ORDER_RETENTION_MS`] |
 //! | `P{sNN}:stklock:<msisdn>` | "an STK push to this phone is pending" (one at a time) | [`STK_LOCK_TTL_MS`] |
-//! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none |
+//! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none, on purpose (below) |
 //! | `P{stk:<CheckoutRequestID>}` | the order number an STK push belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms:<messageId>}` | the outbox message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms-uncertain:<msisdn>}` | the last message to a phone whose send was ambiguous | one hour |
@@ -38,13 +38,27 @@
 //! | `P{c2b-review:<TransID>}` | a paybill confirmation for an unknown account, raw | [`ORDER_RETENTION_MS`] |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
+//!
+//! # Why the job queues have no TTL
+//! A TTL on a queue would drop every job in it, due or not: an unsent receipt, the expiry of an
+//! unpaid order. So the queues never expire; they are bounded by their members instead. A job is
+//! one member per order or message (re-adding moves it, never duplicates it), and every job ends:
+//! a push is retried for at most five minutes, an STK query at most [`MAX_QUERIES`] times, an
+//! order expires once, an SMS is retried at most `MAX_ATTEMPTS` times. The one open-ended case
+//! is an SMS paused because Africa's Talking refuses the account (balance, sender id): it is
+//! tried every five minutes until the account is fixed, and `duka_sms_total{outcome="paused"}`
+//! rising is the alert for it. A queue therefore holds at most about one job per live order
+//! and per unsent message; `ZCARD P{sNN}:jobs` shows it.
+//!
+//! [`MAX_QUERIES`]: crate::payments::worker::MAX_QUERIES
 
 use crate::msisdn::Msisdn;
 
 /// How many shard tags the keyspace is split into. Changing it moves every key: it is a constant.
 pub const SHARDS: u16 = 64;
 
-/// A USSD session outlives the telcos' 180 s limit by a margin, then disappears.
+/// A USSD session outlives the telcos' 180 s limit by a margin, then disappears. The default of
+/// `DUKA_SESSION_TTL_S` ([`crate::shop::ShopSettings::session_ttl_ms`] is the one in force).
 pub const SESSION_TTL_MS: u64 = 300_000;
 /// A cart waits this long for its shopper to come back.
 pub const CART_TTL_MS: u64 = 12 * 3_600_000;

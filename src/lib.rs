@@ -32,6 +32,7 @@ pub mod keys;
 pub mod store;
 // The request path.
 pub mod gateway;
+pub mod reload;
 pub mod session;
 pub mod shop;
 pub mod ussd;
@@ -48,6 +49,7 @@ pub mod config;
 pub mod dial;
 pub mod error;
 pub mod fixtures;
+pub mod graph;
 pub mod metrics;
 pub mod operator;
 pub mod startup;

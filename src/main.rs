@@ -76,6 +76,10 @@ enum Command {
         /// The menus folder (default: DUKA_MENUS or `menus`).
         #[arg(long, env = "DUKA_MENUS", default_value = "menus")]
         menus: PathBuf,
+        /// Print valid menus as a graph of screens and options on stdout: `mermaid` (the
+        /// default when the format is left out) or `dot` (Graphviz).
+        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "mermaid")]
+        graph: Option<duka::graph::GraphFormat>,
     },
 }
 
@@ -208,9 +212,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { menus } => match Catalog::load(&menus) {
-            Ok(_) => {
-                println!("{}: menus and catalog are valid", menus.display());
+        Command::Check { menus, graph } => match Catalog::load(&menus) {
+            Ok(catalog) => {
+                match graph {
+                    Some(format) => {
+                        print!("{}", duka::graph::Graph::of(&catalog).render(format));
+                        eprintln!("{}: menus and catalog are valid", menus.display());
+                    }
+                    None => println!("{}: menus and catalog are valid", menus.display()),
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

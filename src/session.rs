@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{HopInput, UssdRequest};
 use crate::jobs::{Job, JobQueue};
-use crate::keys::{shard_of, CART_TTL_MS, ORDER_RETENTION_MS, PROFILE_TTL_MS, SESSION_TTL_MS};
+use crate::keys::{shard_of, CART_TTL_MS, ORDER_RETENTION_MS, PROFILE_TTL_MS};
 use crate::menu::{self, Cart, Effect, Hop, Lang, MenuState, Profile, Reply};
 use crate::orders::Order;
 use crate::shop::Shop;
@@ -207,9 +207,10 @@ fn walk(
         profile: profile.clone(),
         effects: Vec::new(),
     };
+    let catalog = shop.catalog();
     let run = |walked: &mut Walked, engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
         let step = engine(&Hop {
-            catalog: &shop.catalog,
+            catalog: &catalog,
             msisdn: &req.msisdn,
             mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
             screen_max: req.screen_max,
@@ -342,7 +343,11 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
-            .set(&session_key, to_json(&record), Some(SESSION_TTL_MS));
+            .set(
+                &session_key,
+                to_json(&record),
+                Some(shop.settings.session_ttl_ms),
+            );
         if new_cart != cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);

@@ -3,15 +3,21 @@
 //! [`Shop`] holds the store, the key builder, the catalog, the clock and the random source. The
 //! clock and randomness are here, not read ad hoc, so `duka replay` can fix both and get the same
 //! order numbers and times on every run.
+//!
+//! The catalog can be replaced while the shop runs (`SIGHUP`, see [`crate::reload`]): readers
+//! take the current one with [`Shop::catalog`], once per hop, and keep it for the whole hop, so
+//! a reload never mixes two menus in one screen.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::jobs::JobQueue;
 use crate::keys::{shard_of, Keys};
+use crate::menu::catalog::CatalogError;
 use crate::menu::Catalog;
 use crate::msisdn::Msisdn;
 use crate::store::SharedStore;
@@ -57,13 +63,15 @@ pub struct ShopSettings {
     pub order_ttl_ms: i64,
     /// How long an STK push waits for its callback before reconciliation queries.
     pub query_after_ms: i64,
+    /// How long an idle USSD session is kept (`DUKA_SESSION_TTL_S`).
+    pub session_ttl_ms: u64,
 }
 
 /// The shared core of a running Duka.
 pub struct Shop {
     pub store: SharedStore,
     pub keys: Keys,
-    pub catalog: Arc<Catalog>,
+    catalog: RwLock<Arc<Catalog>>,
     pub settings: ShopSettings,
     pub clock: Clock,
     pub jobs: JobQueue,
@@ -86,12 +94,39 @@ impl Shop {
         Self {
             store,
             keys,
-            catalog,
+            catalog: RwLock::new(catalog),
             settings,
             clock,
             jobs: JobQueue::new(),
             rng: Mutex::new(rng),
         }
+    }
+
+    /// The catalog in force now. Take it once per hop: a reload may replace it at any time.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `catalog` in force for every hop that starts from now on.
+    pub fn replace_catalog(&self, catalog: Arc<Catalog>) {
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = catalog;
+    }
+
+    /// Loads the menus in `dir` and puts them in force; menus that do not pass the check are
+    /// refused and the ones in force are kept.
+    ///
+    /// # Errors
+    /// The menus are invalid: the check's findings, as `duka check` prints them.
+    pub fn reload_catalog(&self, dir: &Path) -> Result<(), CatalogError> {
+        let catalog = Catalog::load(dir)?;
+        self.replace_catalog(Arc::new(catalog));
+        Ok(())
     }
 
     /// A fresh order number in the shopper's shard (see [`crate::orders::draw_order_number`]).

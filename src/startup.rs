@@ -56,6 +56,8 @@ pub struct AppState {
     pub sandboxes: Sandboxes,
     /// The operator endpoint's token (`/operator/…`); `None` turns the endpoint off.
     pub operator: Option<Arc<crate::operator::endpoint::OperatorAccess>>,
+    /// What `/readyz` answered last, so only changes are logged.
+    pub readiness: Arc<crate::telemetry::ReadinessLog>,
 }
 
 /// Who may post payment callbacks.
@@ -85,7 +87,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::payments::callbacks::router())
         .merge(crate::sms::delivery::router())
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         // The demo's controls, loopback only: sandbox prompts, paybill and SMS inbox, and the
         // operator's order report (404 when not running as the demo).
@@ -93,6 +94,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::operator::endpoint::router())
         .layer(axum::middleware::from_fn(crate::error::log_app_errors))
         .layer(TraceLayer::new_for_http())
+        // Outside the trace layer, which logs every 5xx as an ERROR: a 503 here is a normal
+        // answer, logged by the handler once per change.
+        .route("/readyz", get(readyz))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -108,16 +112,15 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the store answers, so hops can be served.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store did not answer within 1 s\n".to_owned(),
-        ),
+    let unready = match tokio::time::timeout(Duration::from_secs(1), app.shop.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("store unavailable: {e}")),
+        Err(_) => Some("store did not answer within 1 s".to_owned()),
+    };
+    app.readiness.log(unready.as_deref().map_or(Ok(()), Err));
+    match unready {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
@@ -171,16 +174,24 @@ pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedSto
             );
             Arc::new(MemoryStore::new())
         }
-        StoreSettings::Redis { url } => Arc::new(
-            RedisStore::connect(url)
+        StoreSettings::Redis { url } => {
+            let store = RedisStore::connect(url)
                 .await
-                .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?,
-        ),
+                .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?;
+            tracing::info!(redis.url = %redact_url(url), redis.cluster = false, "connected to Redis");
+            Arc::new(store)
+        }
         StoreSettings::Cluster { seeds } => {
-            Arc::new(RedisStore::connect_cluster(seeds).await.with_context(|| {
-                let seeds: Vec<String> = seeds.iter().map(|seed| redact_url(seed)).collect();
-                format!("could not connect to the Redis Cluster via {seeds:?}")
-            })?)
+            let seeds_shown = seeds
+                .iter()
+                .map(|seed| redact_url(seed))
+                .collect::<Vec<_>>()
+                .join(",");
+            let store = RedisStore::connect_cluster(seeds).await.with_context(|| {
+                format!("could not connect to the Redis Cluster via {seeds_shown}")
+            })?;
+            tracing::info!(redis.url = %seeds_shown, redis.cluster = true, "connected to Redis");
+            Arc::new(store)
         }
     })
 }
@@ -204,6 +215,8 @@ pub struct Application {
     sweep_every: Duration,
     sandboxes: Sandboxes,
     public_url: String,
+    /// Read again on `SIGHUP` (see [`crate::reload`]).
+    menus_dir: std::path::PathBuf,
 }
 
 impl Application {
@@ -315,6 +328,7 @@ impl Application {
                 paybill: daraja.shortcode().to_owned(),
                 order_ttl_ms: settings.order_ttl.as_millis() as i64,
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
+                session_ttl_ms: settings.session_ttl.as_millis() as u64,
             },
             options.clock,
             options.seed,
@@ -355,6 +369,7 @@ impl Application {
             }),
             recorder,
             ussd: Arc::new(settings.ussd.clone()),
+            readiness: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -363,6 +378,7 @@ impl Application {
             sweep_every: options.sweep_every,
             sandboxes,
             public_url,
+            menus_dir: settings.menus_dir.clone(),
         })
     }
 
@@ -426,6 +442,14 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
+        #[cfg(unix)]
+        if let Err(e) = crate::reload::reload_on_hangup(
+            self.state.shop.clone(),
+            self.menus_dir.clone(),
+            stop_rx.clone(),
+        ) {
+            tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
+        }
         let app = router(self.state.clone());
         let served = axum::serve(
             self.listener,

@@ -64,7 +64,7 @@ async fn answer_in_span(app: &AppState, req: &UssdRequest) -> Reply {
                 error.cause_chain = %error_chain(&error),
                 "USSD hop failed; answered with an apology"
             );
-            crate::menu::engine::apology(&app.shop.catalog, error.lang())
+            crate::menu::engine::apology(&app.shop.catalog(), error.lang())
         }
     }
 }

@@ -32,7 +32,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::callbacks::{result_code_meaning, ResultKind};
 use super::clock::{eat_timestamp, Clock, SystemClock};
@@ -286,10 +286,11 @@ impl DarajaClient {
                 description: accepted.response_description,
             });
         }
-        info!(
+        // The business event ("STK push accepted for order …") is logged once, by the caller.
+        debug!(
             mpesa.checkout_request_id = %accepted.checkout_request_id,
             mpesa.merchant_request_id = %accepted.merchant_request_id,
-            "STK push accepted for checkout {}", accepted.checkout_request_id
+            "Daraja accepted the STK push"
         );
         Ok(StkPushAccepted {
             merchant_request_id: accepted.merchant_request_id,
@@ -483,7 +484,7 @@ impl DarajaClient {
         }
         match serde_json::from_slice::<TokenReply>(&reply.body) {
             Ok(token) if !token.access_token.is_empty() => {
-                info!("fetched a Daraja access token");
+                debug!("fetched a Daraja access token");
                 Ok((
                     SecretString::from(token.access_token),
                     token.expires_in.unwrap_or(DOCUMENTED_LIFETIME),

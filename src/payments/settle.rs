@@ -112,7 +112,7 @@ pub async fn settle(
                 MessageKind::Receipt,
                 order.msisdn.clone(),
                 Some(number.to_owned()),
-                messages::receipt(&shop.catalog, &order),
+                messages::receipt(&shop.catalog(), &order),
                 now_ms,
             );
             order.messages.push(message.id.clone());
@@ -126,7 +126,7 @@ pub async fn settle(
                 order.msisdn.clone(),
                 Some(number.to_owned()),
                 messages::payment_failed(
-                    &shop.catalog,
+                    &shop.catalog(),
                     &order,
                     result_code,
                     &shop.settings.paybill,

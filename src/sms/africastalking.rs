@@ -468,11 +468,12 @@ fn log_result(to: &Msisdn, result: &Result<SendOutcome, SmsError>) {
             status_code,
             ..
         }) => {
-            let id = message_id.as_deref().unwrap_or("None");
-            tracing::info!(
-                sms.message_id = id,
+            // The business event ("SMS accepted by Africa's Talking") is logged once, by the
+            // outbox worker, which knows which message this was.
+            tracing::debug!(
+                sms.message_id = message_id.as_deref(),
                 sms.status_code = status_code,
-                "SMS {id} accepted for {}",
+                "Africa's Talking accepted an SMS for {}",
                 to.masked()
             );
         }
@@ -692,9 +693,14 @@ impl PhoneNumber {
         Msisdn::parse(&self.0).ok()
     }
 
-    /// The first four and last two characters, the rest hidden: `+254*******78`.
+    /// Masked like every phone number in Duka's logs: a Kenyan number exactly as
+    /// [`Msisdn::masked`] (`2547******78`); any other number the same way, its first four and
+    /// last two digits kept (`+255712345678` gives `2557******78`).
     pub fn masked(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
+        if let Some(msisdn) = self.msisdn() {
+            return msisdn.masked();
+        }
+        let chars: Vec<char> = self.0.trim_start_matches('+').chars().collect();
         if chars.len() <= 6 {
             return "*".repeat(chars.len());
         }
@@ -1101,8 +1107,10 @@ mod tests {
     #[test]
     fn phone_numbers_are_masked_in_debug_output() {
         let number = PhoneNumber::from(&msisdn());
-        assert_eq!(format!("{number:?}"), "+254*******78");
+        assert_eq!(format!("{number:?}"), "2547******78");
+        assert_eq!(format!("{number}"), msisdn().masked());
         assert_eq!(number.as_str(), "+254712345678");
+        assert_eq!(PhoneNumber::new("+255712345678").masked(), "2557******78");
         assert_eq!(PhoneNumber::new("123").masked(), "***");
         assert_eq!(number.msisdn(), Some(msisdn()));
     }

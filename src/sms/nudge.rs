@@ -54,7 +54,7 @@ pub async fn nudge_after_drop_off(shop: &Shop, end: &SessionEnd) -> Result<bool,
             MessageKind::Nudge,
             end.msisdn.clone(),
             None,
-            messages::nudge(&shop.catalog, profile.lang(), &cart, &end.service_code),
+            messages::nudge(&shop.catalog(), profile.lang(), &cart, &end.service_code),
             now_ms,
         );
         let mut batch = Batch::new();

@@ -183,7 +183,7 @@ async fn deliver_inner(
     metrics.inc("duka_sms_total", &[("outcome", label)]);
     match &next {
         Next::Sent(message_id) => {
-            tracing::info!(sms.id = id, sms.message_id = ?message_id, msisdn.masked = %message.to, "SMS accepted by Africa's Talking")
+            tracing::info!(sms.id = id, sms.message_id = message_id.as_deref(), msisdn.masked = %message.to, "SMS accepted by Africa's Talking")
         }
         Next::Retry(reason) => {
             tracing::warn!(sms.id = id, sms.attempts = message.attempts, error.message = %reason, "SMS not sent; will retry")

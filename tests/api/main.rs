@@ -7,6 +7,7 @@ mod dial;
 mod fixtures;
 mod gateways;
 mod helpers;
+mod operations;
 mod payments;
 mod robustness;
 mod sms;
