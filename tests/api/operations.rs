@@ -124,7 +124,7 @@ async fn a_paid_order_logs_one_info_line_per_business_event_with_masked_numbers(
             "INFO SMS accepted by Africa's Talking",
             "INFO STK push accepted for order ORDER",
             "INFO order ORDER paid by STK push",
-            "INFO order placed; STK push scheduled",
+            "INFO order placed",
         ],
         "{lines:#?}"
     );
