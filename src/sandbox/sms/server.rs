@@ -294,13 +294,15 @@ fn send_to_recipients(
         p.messages += accepted.len();
     });
     for sms in accepted {
+        // The demo's stand-in for the shopper's handset: the text it shows (the sandbox only
+        // ever carries the shop's own messages; the number stays masked).
         tracing::info!(
             sms.message_id = %sms.message_id,
-            "SMS sandbox: {} to {} ({:?}, {} segment(s))",
-            sms.message_id,
+            "SMS sandbox delivered to {} ({:?}, {} segment(s)): {:?}",
             sms.to.masked(),
             sms.encoding,
             sms.segments,
+            sms.text,
         );
         // Nobody listening is normal (no terminal phone attached).
         let _ = shared.arrivals.send(sms);
