@@ -10,8 +10,13 @@
 //! Adding a gateway is one new file and one line in [`GATEWAYS`].
 
 pub mod africastalking;
+pub mod arkesel;
+pub mod beem;
+pub mod codeless;
+pub mod emergent;
 pub mod guard;
 pub mod hubtel;
+pub mod nalo;
 pub mod phone;
 
 use axum::http::{HeaderMap, Method};
@@ -22,7 +27,14 @@ use crate::msisdn::Msisdn;
 use crate::startup::AppState;
 
 /// Every gateway Duka speaks, in the order the README lists them.
-pub static GATEWAYS: &[&dyn Gateway] = &[&africastalking::AfricasTalking, &hubtel::Hubtel];
+pub static GATEWAYS: &[&dyn Gateway] = &[
+    &africastalking::AfricasTalking,
+    &hubtel::Hubtel,
+    &emergent::Emergent,
+    &arkesel::Arkesel,
+    &nalo::Nalo,
+    &beem::Beem,
+];
 
 /// The gateway with this name (`africastalking`, `hubtel`, …).
 pub fn by_name(name: &str) -> Option<&'static dyn Gateway> {
