@@ -93,6 +93,14 @@ pub fn plan(
         }
         (None, HopInput::Dial(inputs)) => Plan::Start(inputs.clone()),
         (None, HopInput::Typed(_)) => Plan::Start(Vec::new()),
+        // A dial on a session that ended a while ago is the shopper dialling again under a
+        // session id the gateway reuses (Nalo without `SESSIONID` keys sessions by phone);
+        // soon after, it is the gateway resending the first hop.
+        (Some(session), HopInput::Dial(inputs))
+            if session.reply.end && now_ms.saturating_sub(session.at_ms) >= RESEND_WINDOW_MS =>
+        {
+            Plan::Start(inputs.clone())
+        }
         (Some(session), _) if session.reply.end => Plan::Repeat,
         (Some(session), HopInput::Cumulative(text)) => {
             if *text == session.text {
@@ -564,6 +572,30 @@ mod tests {
         let dial = HopInput::Dial(vec![]);
         assert_eq!(plan(Some(&per_hop("", 1, None)), &dial), Plan::Repeat);
         assert_eq!(plan(Some(&per_hop("3", 4, None)), &dial), Plan::Repeat);
+    }
+
+    #[test]
+    fn a_dial_after_an_ended_session_starts_again_once_the_resend_window_is_over() {
+        let ended = SessionRecord {
+            reply: Reply::end("Bye"),
+            ..per_hop("", 2, None)
+        };
+        let dial = HopInput::Dial(vec![]);
+        assert_eq!(
+            super::plan(Some(&ended), &dial, None, 10_000 + RESEND_WINDOW_MS - 1),
+            Plan::Repeat,
+            "the first hop resent"
+        );
+        assert_eq!(
+            super::plan(Some(&ended), &dial, None, 10_000 + RESEND_WINDOW_MS),
+            Plan::Start(vec![]),
+            "a new dial under a reused id"
+        );
+        assert_eq!(
+            super::plan(Some(&ended), &HopInput::Typed("1".into()), None, 60_000),
+            Plan::Repeat,
+            "input to an ended session changes nothing"
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //!
 //! Where the reference and ussd-builder differ: ussd-builder keys the session by `MSISDN`
 //! alone. This adapter keys it by `SESSIONID`, and only when that is absent by `MSISDN` and
-//! `USERID` (`nalo-233…-USERID`); such a key is the same for every dial of that phone, so
-//! within the session's lifetime (five minutes) a redial shows the screen the last dial was on.
+//! `USERID` (`nalo-233…-USERID`); such a key is the same for every dial of that phone. A redial
+//! after an `END` starts afresh (the session layer takes a dial on an ended session, past the
+//! resend window, as a new one); a redial while the last dial's session is still open (the
+//! shopper hung up mid-menu, within the session's five minutes) resumes its screen.
 //!
 //! Nalo sends no service code, so a deep dial is split only when the route's URL names the code
 //! (`?service_code=920*12`, see [`codeless`]). It numbers no hops: a retransmission is the same
