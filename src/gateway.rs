@@ -10,9 +10,13 @@
 //! Adding a gateway is one new file and one line in [`GATEWAYS`].
 
 pub mod africastalking;
+pub mod airtel;
+pub mod cellulant;
 pub mod guard;
 pub mod hubtel;
+pub mod infobip;
 pub mod phone;
+pub mod safaricom;
 
 use axum::http::{HeaderMap, Method};
 use axum::Router;
@@ -22,7 +26,14 @@ use crate::msisdn::Msisdn;
 use crate::startup::AppState;
 
 /// Every gateway Duka speaks, in the order the README lists them.
-pub static GATEWAYS: &[&dyn Gateway] = &[&africastalking::AfricasTalking, &hubtel::Hubtel];
+pub static GATEWAYS: &[&dyn Gateway] = &[
+    &africastalking::AfricasTalking,
+    &hubtel::Hubtel,
+    &safaricom::Safaricom,
+    &airtel::Airtel,
+    &infobip::Infobip,
+    &cellulant::Cellulant,
+];
 
 /// The gateway with this name (`africastalking`, `hubtel`, …).
 pub fn by_name(name: &str) -> Option<&'static dyn Gateway> {

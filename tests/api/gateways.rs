@@ -53,6 +53,23 @@ fn shows(reply: &Reply, end: bool, text: &str) {
     );
 }
 
+/// Whether the gateway's requests carry a hop number: two hops that differ only in it differ
+/// on the wire.
+fn numbers_hops(gateway: &dyn Gateway) -> bool {
+    let msisdn = safaricom_number();
+    let typed = vec!["1".to_owned()];
+    let hop = duka::gateway::ClientHop {
+        session_id: "s1",
+        phone: &msisdn,
+        service_code: "*384*12#",
+        network_code: "63902",
+        dial: &[],
+        typed: &typed,
+        seq: 2,
+    };
+    gateway.hop_request(&hop) != gateway.hop_request(&duka::gateway::ClientHop { seq: 3, ..hop })
+}
+
 async fn walk_the_shop(name: &str) {
     let gateway = gateway::by_name(name).expect("a known gateway");
     let app = TestApp::spawn().await;
@@ -83,6 +100,12 @@ async fn walk_the_shop(name: &str) {
     assert_eq!(cart.lines[0].qty, 2, "a resent hop adds nothing");
 
     shows(&phone.press("1").await.unwrap(), false, "Total KES 900.");
+    if !numbers_hops(gateway) {
+        // The same input again within the resend window reads as a retransmission on a
+        // gateway that numbers no hops; a shopper's next "1" comes later than this test's.
+        let window = duka::session::RESEND_WINDOW_MS.unsigned_abs() + 200;
+        tokio::time::sleep(Duration::from_millis(window)).await;
+    }
     let placed = phone.press("1").await.unwrap();
     shows(&placed, true, "Enter your M-Pesa PIN");
     let number = order_number_in(&placed.text);
@@ -181,7 +204,14 @@ macro_rules! every_gateway {
     };
 }
 
-every_gateway!(africastalking, hubtel);
+every_gateway!(
+    africastalking,
+    hubtel,
+    safaricom,
+    airtel,
+    infobip,
+    cellulant
+);
 
 #[tokio::test]
 async fn one_shopper_keeps_one_cart_across_gateways() {
