@@ -10,14 +10,18 @@
 //! Adding a gateway is one new file and one line in [`GATEWAYS`].
 
 pub mod africastalking;
+pub mod airtel;
 pub mod arkesel;
 pub mod beem;
+pub mod cellulant;
 pub mod codeless;
 pub mod emergent;
 pub mod guard;
 pub mod hubtel;
+pub mod infobip;
 pub mod nalo;
 pub mod phone;
+pub mod safaricom;
 
 use axum::http::{HeaderMap, Method};
 use axum::Router;
@@ -34,6 +38,10 @@ pub static GATEWAYS: &[&dyn Gateway] = &[
     &arkesel::Arkesel,
     &nalo::Nalo,
     &beem::Beem,
+    &safaricom::Safaricom,
+    &airtel::Airtel,
+    &infobip::Infobip,
+    &cellulant::Cellulant,
 ];
 
 /// The gateway with this name (`africastalking`, `hubtel`, …).

@@ -272,7 +272,18 @@ macro_rules! every_gateway {
     };
 }
 
-every_gateway!(africastalking, hubtel, emergent, arkesel, nalo, beem);
+every_gateway!(
+    africastalking,
+    hubtel,
+    emergent,
+    arkesel,
+    nalo,
+    beem,
+    safaricom,
+    airtel,
+    infobip,
+    cellulant
+);
 
 #[tokio::test]
 async fn one_shopper_keeps_one_cart_across_gateways() {
