@@ -58,6 +58,12 @@ pub struct BenchArgs {
     /// nalo, beem, safaricom, airtel, infobip, cellulant).
     #[arg(long, default_value = "africastalking")]
     pub gateway: String,
+    /// On a gateway that numbers no hops (arkesel, nalo, airtel, infobip, cellulant), a shopper
+    /// about to type the same input twice in a row waits this long first, as the server takes a
+    /// quicker repeat for a resend. Match the server's DUKA_USSD_RESEND_WINDOW_MS; start both
+    /// with 0 to measure such a gateway at full speed.
+    #[arg(long, default_value_t = 3_000)]
+    pub resend_window_ms: u64,
     /// How many shopper sessions to run at most.
     #[arg(long, default_value_t = 10_000)]
     pub sessions: u64,
@@ -211,6 +217,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let deadline = started + Duration::from_secs_f64(args.duration);
     let run = Arc::new(Run::new(
         gateway,
+        Duration::from_millis(args.resend_window_ms),
         plan,
         expected,
         tag,

@@ -72,6 +72,9 @@ pub struct Settings {
     pub order_ttl: Duration,
     /// How long an idle USSD session is kept (`DUKA_SESSION_TTL_S`, [`SESSION_TTL_RANGE_S`]).
     pub session_ttl: Duration,
+    /// `DUKA_USSD_RESEND_WINDOW_MS`: how soon the same input again is a resend on a per-hop
+    /// gateway that numbers no hops (0 turns it off).
+    pub ussd_resend_window: Duration,
     pub mpesa_allowed_ips: Vec<IpNet>,
     /// Who may call the USSD routes (`DUKA_USSD_SECRET`, `DUKA_USSD_ALLOWED_IPS[_<GATEWAY>]`).
     pub ussd: UssdGuard,
@@ -225,6 +228,7 @@ impl Settings {
         let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
         let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
         let session_ttl = session_ttl(var("DUKA_SESSION_TTL_S"), &mut problems);
+        let ussd_resend_window = resend_window(var("DUKA_USSD_RESEND_WINDOW_MS"), &mut problems);
 
         let mpesa_allowed_ips =
             ip_list("MPESA_ALLOWED_IPS", var("MPESA_ALLOWED_IPS"), &mut problems);
@@ -277,6 +281,7 @@ impl Settings {
             mpesa_query_after,
             order_ttl,
             session_ttl,
+            ussd_resend_window,
             mpesa_allowed_ips,
             ussd,
             sms,
@@ -323,6 +328,23 @@ impl Settings {
 pub const SESSION_TTL_RANGE_S: std::ops::RangeInclusive<u64> = 30..=3600;
 
 /// `DUKA_SESSION_TTL_S`, default [`crate::keys::SESSION_TTL_MS`]; out of range is a problem.
+/// `DUKA_USSD_RESEND_WINDOW_MS`: 0 to 30000 ms.
+fn resend_window(raw: Option<String>, problems: &mut Vec<String>) -> Duration {
+    let default = Duration::from_millis(crate::session::RESEND_WINDOW_MS.unsigned_abs());
+    let Some(raw) = raw else {
+        return default;
+    };
+    match raw.parse::<u64>() {
+        Ok(ms) if ms <= 30_000 => Duration::from_millis(ms),
+        _ => {
+            problems.push(format!(
+                "DUKA_USSD_RESEND_WINDOW_MS: {raw:?} is not a number of milliseconds from 0 to 30000"
+            ));
+            default
+        }
+    }
+}
+
 fn session_ttl(raw: Option<String>, problems: &mut Vec<String>) -> Duration {
     let default = Duration::from_millis(crate::keys::SESSION_TTL_MS);
     let Some(raw) = raw else {
@@ -495,6 +517,16 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_resend_window_defaults_to_three_seconds_and_can_be_turned_off() {
+        assert_eq!(resend_window(None, &mut vec![]), Duration::from_secs(3));
+        assert_eq!(resend_window(Some("0".into()), &mut vec![]), Duration::ZERO);
+        let mut problems = vec![];
+        resend_window(Some("a while".into()), &mut problems);
+        resend_window(Some("60000".into()), &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

@@ -75,6 +75,20 @@ pub trait Gateway: Sync {
     fn screen_max(&self) -> usize {
         DEFAULT_SCREEN_MAX
     }
+    /// Whether it sends the whole input history on every hop (Africa's Talking, Safaricom).
+    fn cumulative(&self) -> bool {
+        false
+    }
+    /// Whether it numbers its hops, so a resend carries the number of the hop it repeats.
+    fn numbers_hops(&self) -> bool {
+        false
+    }
+    /// Whether the same input twice in a row reads, within the resend window, as one hop sent
+    /// twice: per-hop gateways that number no hops. A client faster than a person (a test, a
+    /// benchmark, a replay) waits out the window before typing the same input again.
+    fn repeats_look_like_resends(&self) -> bool {
+        !self.cumulative() && !self.numbers_hops()
+    }
     /// The routes Duka serves for it, e.g. `POST /ussd/hubtel`.
     fn routes(&self) -> Router<AppState>;
     /// The request the gateway sends for one hop of a phone's session.
@@ -470,6 +484,32 @@ mod tests {
         assert_eq!(names.len(), GATEWAYS.len());
         assert_eq!(by_name("Hubtel").map(|g| g.name()), Some("hubtel"));
         assert!(by_name("nope").is_none());
+    }
+
+    #[test]
+    fn a_gateway_says_truly_whether_a_repeated_input_looks_like_a_resend() {
+        let phone = Msisdn::parse("254712345678").unwrap();
+        let once = vec!["1".to_owned()];
+        let twice = vec!["1".to_owned(), "1".to_owned()];
+        for gateway in GATEWAYS {
+            let hop = |typed, seq| {
+                gateway.hop_request(&ClientHop {
+                    session_id: "s1",
+                    phone: &phone,
+                    service_code: "*384*12#",
+                    network_code: "63902",
+                    dial: &[],
+                    typed,
+                    seq,
+                })
+            };
+            assert_eq!(
+                gateway.repeats_look_like_resends(),
+                hop(&once, 2) == hop(&twice, 3),
+                "{}",
+                gateway.name()
+            );
+        }
     }
 
     #[test]

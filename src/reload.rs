@@ -105,6 +105,7 @@ mod tests {
                 order_ttl_ms: 86_400_000,
                 query_after_ms: 60_000,
                 session_ttl_ms: 300_000,
+                resend_window_ms: crate::session::RESEND_WINDOW_MS,
             },
             Clock::system(),
             Some(1),

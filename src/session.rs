@@ -55,7 +55,7 @@ pub struct SessionRecord {
 /// two seconds; a gateway that lost our answer resends within its own timeout of a few. Taking
 /// a real second input for a resend only shows the same screen again (the shopper types it
 /// once more); taking a resend for a second input could add a cart line twice. So the window
-/// leans long.
+/// leans long. `DUKA_USSD_RESEND_WINDOW_MS` changes it (0 turns it off).
 pub const RESEND_WINDOW_MS: i64 = 3_000;
 
 /// What the shopper's latest request asks for.
@@ -85,6 +85,7 @@ pub fn plan(
     input: &HopInput,
     hop_id: Option<&str>,
     now_ms: i64,
+    resend_window_ms: i64,
 ) -> Plan {
     match (session, input) {
         (None, HopInput::Cumulative(text)) if text.is_empty() => Plan::Start(Vec::new()),
@@ -97,7 +98,7 @@ pub fn plan(
         // session id the gateway reuses (Nalo without `SESSIONID` keys sessions by phone);
         // soon after, it is the gateway resending the first hop.
         (Some(session), HopInput::Dial(inputs))
-            if session.reply.end && now_ms.saturating_sub(session.at_ms) >= RESEND_WINDOW_MS =>
+            if session.reply.end && now_ms.saturating_sub(session.at_ms) >= resend_window_ms =>
         {
             Plan::Start(inputs.clone())
         }
@@ -129,7 +130,7 @@ pub fn plan(
                 (None, _) => {
                     session.hops > 1
                         && *typed == session.text
-                        && now_ms.saturating_sub(session.at_ms) < RESEND_WINDOW_MS
+                        && now_ms.saturating_sub(session.at_ms) < resend_window_ms
                 }
             };
             if resent {
@@ -282,7 +283,13 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         let now_ms = shop.clock.now_ms();
 
         let (inputs, resumed, hops) = match (
-            plan(session.as_ref(), &req.input, req.hop_id.as_deref(), now_ms),
+            plan(
+                session.as_ref(),
+                &req.input,
+                req.hop_id.as_deref(),
+                now_ms,
+                shop.settings.resend_window_ms,
+            ),
             session,
         ) {
             (Plan::Repeat, Some(session)) => {
@@ -480,7 +487,7 @@ mod tests {
     }
 
     fn plan(session: Option<&SessionRecord>, input: &HopInput) -> Plan {
-        super::plan(session, input, None, 0)
+        super::plan(session, input, None, 0, RESEND_WINDOW_MS)
     }
 
     fn cumulative(text: &str) -> HopInput {
@@ -582,17 +589,35 @@ mod tests {
         };
         let dial = HopInput::Dial(vec![]);
         assert_eq!(
-            super::plan(Some(&ended), &dial, None, 10_000 + RESEND_WINDOW_MS - 1),
+            super::plan(
+                Some(&ended),
+                &dial,
+                None,
+                10_000 + RESEND_WINDOW_MS - 1,
+                RESEND_WINDOW_MS
+            ),
             Plan::Repeat,
             "the first hop resent"
         );
         assert_eq!(
-            super::plan(Some(&ended), &dial, None, 10_000 + RESEND_WINDOW_MS),
+            super::plan(
+                Some(&ended),
+                &dial,
+                None,
+                10_000 + RESEND_WINDOW_MS,
+                RESEND_WINDOW_MS
+            ),
             Plan::Start(vec![]),
             "a new dial under a reused id"
         );
         assert_eq!(
-            super::plan(Some(&ended), &HopInput::Typed("1".into()), None, 60_000),
+            super::plan(
+                Some(&ended),
+                &HopInput::Typed("1".into()),
+                None,
+                60_000,
+                RESEND_WINDOW_MS
+            ),
             Plan::Repeat,
             "input to an ended session changes nothing"
         );
@@ -612,12 +637,12 @@ mod tests {
         let typed = HopInput::Typed("2".into());
         let session = per_hop("2", 3, Some("3"));
         assert_eq!(
-            super::plan(Some(&session), &typed, Some("3"), 60_000),
+            super::plan(Some(&session), &typed, Some("3"), 60_000, RESEND_WINDOW_MS),
             Plan::Repeat,
             "however late it comes"
         );
         assert_eq!(
-            super::plan(Some(&session), &typed, Some("4"), 10_100),
+            super::plan(Some(&session), &typed, Some("4"), 10_100, RESEND_WINDOW_MS),
             Plan::Continue(vec!["2".into()]),
             "a new number is a new hop, even with the same input at once"
         );
@@ -628,16 +653,50 @@ mod tests {
         let typed = HopInput::Typed("2".into());
         let session = per_hop("2", 3, None);
         assert_eq!(
-            super::plan(Some(&session), &typed, None, 10_000 + RESEND_WINDOW_MS - 1),
+            super::plan(
+                Some(&session),
+                &typed,
+                None,
+                10_000 + RESEND_WINDOW_MS - 1,
+                RESEND_WINDOW_MS
+            ),
             Plan::Repeat
         );
         assert_eq!(
-            super::plan(Some(&session), &typed, None, 10_000 + RESEND_WINDOW_MS),
+            super::plan(
+                Some(&session),
+                &typed,
+                None,
+                10_000 + RESEND_WINDOW_MS,
+                RESEND_WINDOW_MS
+            ),
             Plan::Continue(vec!["2".into()]),
             "typed again later is the shopper's"
         );
         assert_eq!(
-            super::plan(Some(&session), &HopInput::Typed("1".into()), None, 10_001),
+            super::plan(
+                Some(&session),
+                &HopInput::Typed("1".into()),
+                None,
+                10_001,
+                RESEND_WINDOW_MS
+            ),
+            Plan::Continue(vec!["1".into()]),
+            "another input is never a resend"
+        );
+        assert_eq!(
+            super::plan(Some(&session), &typed, None, 10_000, 0),
+            Plan::Continue(vec!["2".into()]),
+            "with the window turned off, only hop numbers tell"
+        );
+        assert_eq!(
+            super::plan(
+                Some(&session),
+                &HopInput::Typed("1".into()),
+                None,
+                10_001,
+                RESEND_WINDOW_MS
+            ),
             Plan::Continue(vec!["1".into()]),
             "another input is never a resend"
         );

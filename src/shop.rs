@@ -65,6 +65,9 @@ pub struct ShopSettings {
     pub query_after_ms: i64,
     /// How long an idle USSD session is kept (`DUKA_SESSION_TTL_S`).
     pub session_ttl_ms: u64,
+    /// How soon the same input again counts as a resend on a gateway that numbers no hops
+    /// (`DUKA_USSD_RESEND_WINDOW_MS`; see [`crate::session::RESEND_WINDOW_MS`]).
+    pub resend_window_ms: i64,
 }
 
 /// The shared core of a running Duka.

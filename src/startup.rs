@@ -329,6 +329,7 @@ impl Application {
                 order_ttl_ms: settings.order_ttl.as_millis() as i64,
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
                 session_ttl_ms: settings.session_ttl.as_millis() as u64,
+                resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
             },
             options.clock,
             options.seed,

@@ -28,6 +28,9 @@ const MAX_PAGES: usize = 16;
 pub struct Run {
     /// The gateway whose requests the shoppers send.
     pub gateway: &'static dyn Gateway,
+    /// How long a shopper waits before typing the same input again, on a gateway where that
+    /// would look like a resend (zero: no wait).
+    pub resend_pause: std::time::Duration,
     pub plan: Plan,
     pub expected: Expected,
     /// Tags this run's phones and session ids.
@@ -52,6 +55,7 @@ pub struct Live {
 impl Run {
     pub fn new(
         gateway: &'static dyn Gateway,
+        resend_pause: std::time::Duration,
         plan: Plan,
         expected: Expected,
         tag: u32,
@@ -61,6 +65,7 @@ impl Run {
     ) -> Self {
         Self {
             gateway,
+            resend_pause,
             plan,
             expected,
             tag,
@@ -191,6 +196,17 @@ impl Walk<'_> {
             return Err(Stop::CutOff);
         }
         if let Some(input) = input {
+            let repeat = self.typed.last().is_some_and(|last| last == input);
+            if repeat
+                && self.run.gateway.repeats_look_like_resends()
+                && !self.run.resend_pause.is_zero()
+            {
+                // A person's pace, not a hop: the wait is not in the latency figures.
+                tokio::time::sleep(self.run.resend_pause).await;
+                if Instant::now() >= self.run.deadline {
+                    return Err(Stop::CutOff);
+                }
+            }
             self.typed.push(input.to_owned());
         }
         let request = self.run.gateway.hop_request(&ClientHop {

@@ -44,6 +44,10 @@ impl Gateway for AfricasTalking {
         "Africa's Talking"
     }
 
+    fn cumulative(&self) -> bool {
+        true
+    }
+
     fn routes(&self) -> Router<AppState> {
         Router::new()
             .route(HOP_PATH, post(ussd_callback))

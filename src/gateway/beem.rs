@@ -54,6 +54,10 @@ impl Gateway for Beem {
         SMALL_SCREEN_MAX
     }
 
+    fn numbers_hops(&self) -> bool {
+        true
+    }
+
     fn routes(&self) -> Router<AppState> {
         Router::new().route(PATH, post(callback))
     }

@@ -53,6 +53,10 @@ impl Gateway for Hubtel {
         SMALL_SCREEN_MAX
     }
 
+    fn numbers_hops(&self) -> bool {
+        true
+    }
+
     fn routes(&self) -> Router<AppState> {
         Router::new().route(PATH, post(callback))
     }

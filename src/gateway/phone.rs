@@ -98,6 +98,18 @@ impl Phone {
         self.send().await
     }
 
+    /// Whether typing `input` now would send the same request as the last hop did, which Duka
+    /// takes for a resend within its resend window (a per-hop gateway that numbers no hops).
+    /// A person is never that fast; a script should wait out the window first.
+    pub fn would_look_like_a_resend(&self, input: &str) -> bool {
+        self.gateway.repeats_look_like_resends()
+            && self
+                .call
+                .as_ref()
+                .and_then(|call| call.typed.last())
+                .is_some_and(|last| last == input)
+    }
+
     /// Sends the last request again, as a gateway retransmitting it would.
     ///
     /// # Errors

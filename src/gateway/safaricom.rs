@@ -50,6 +50,10 @@ impl Gateway for Safaricom {
         DEFAULT_SCREEN_MAX
     }
 
+    fn cumulative(&self) -> bool {
+        true
+    }
+
     fn routes(&self) -> Router<AppState> {
         Router::new().route(PATH, get(callback).post(callback))
     }

@@ -85,6 +85,10 @@ async fn walk_the_shop(name: &str) {
     assert_eq!(cart.lines[0].qty, 2, "a resent hop adds nothing");
 
     shows(&phone.press("1").await.unwrap(), false, "Total KES 900.");
+    assert_eq!(
+        phone.would_look_like_a_resend("1"),
+        gateway.repeats_look_like_resends()
+    );
     // The same input twice in a row: on a gateway that numbers no hops, only time tells a
     // second press from a resend, and no person answers within the resend window.
     before_the_same_input_again(gateway).await;
@@ -127,28 +131,11 @@ async fn walk_the_shop(name: &str) {
 
 /// Whether the gateway's requests say which hop they are (Hubtel's `Sequence`, Beem's
 /// `request_id`): the same input on two hops then makes two different requests.
-fn numbers_hops(gateway: &dyn Gateway) -> bool {
-    let msisdn = safaricom_number();
-    let once = vec!["1".to_owned()];
-    let twice = vec!["1".to_owned(), "1".to_owned()];
-    let hop = |typed, seq| {
-        gateway.hop_request(&duka::gateway::ClientHop {
-            session_id: "s1",
-            phone: &msisdn,
-            service_code: "*384*12#",
-            network_code: "63902",
-            dial: &[],
-            typed,
-            seq,
-        })
-    };
-    hop(&once, 2) != hop(&twice, 3)
-}
-
 /// Before typing the same input twice in a row: on a gateway whose two requests would then be
 /// identical, waits out the resend window, as a person would.
 async fn before_the_same_input_again(gateway: &dyn Gateway) {
-    if !numbers_hops(gateway) {
+    if gateway.repeats_look_like_resends() {
+        // A person's pace; `Phone::would_look_like_a_resend` says when it matters.
         tokio::time::sleep(Duration::from_millis(
             duka::session::RESEND_WINDOW_MS as u64 + 100,
         ))
