@@ -216,8 +216,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.duration);
     let run = Arc::new(Run::new(
-        gateway,
-        Duration::from_millis(args.resend_window_ms),
+        shopper::Through {
+            gateway,
+            resend_pause: Duration::from_millis(args.resend_window_ms),
+        },
         plan,
         expected,
         tag,

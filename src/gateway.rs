@@ -71,9 +71,10 @@ pub trait Gateway: Sync {
     fn name(&self) -> &'static str;
     /// The name a person knows it by: `Hubtel`.
     fn title(&self) -> &'static str;
-    /// The longest screen, in GSM-7 septets, this gateway shows.
+    /// The longest screen, in GSM-7 septets, this gateway shows: the conservative 160 unless
+    /// the gateway documents more.
     fn screen_max(&self) -> usize {
-        DEFAULT_SCREEN_MAX
+        SMALL_SCREEN_MAX
     }
     /// Whether it sends the whole input history on every hop (Africa's Talking, Safaricom).
     fn cumulative(&self) -> bool {
@@ -367,6 +368,35 @@ pub fn input(value: Option<String>, field: &'static str) -> Result<String, BadCa
 pub fn network_code(raw: Option<String>) -> Option<String> {
     raw.map(|code| code.trim().to_owned())
         .filter(|code| (5..=6).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads a JSON reply back (the client side of the JSON gateways): the screen is at the JSON
+/// pointer `screen` (`/message`, `/payload/request`), and `ends` reads from the whole object
+/// whether it closes the session (`None`: the object does not say).
+///
+/// # Errors
+/// A non-200 status, a body that is not JSON, or one without the screen or the flag.
+pub fn read_json_reply(
+    status: u16,
+    body: &[u8],
+    screen: &str,
+    ends: impl Fn(&serde_json::Value) -> Option<bool>,
+) -> Result<Reply, String> {
+    let text = String::from_utf8_lossy(body);
+    if status != 200 {
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
+    let shown = value
+        .pointer(screen)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("no {screen} in {text}"))?;
+    match ends(&value) {
+        Some(true) => Ok(Reply::end(shown)),
+        Some(false) => Ok(Reply::con(shown)),
+        None => Err(format!("no continue or end flag in {text}")),
+    }
 }
 
 /// Parses a JSON body into the gateway's raw request type.

@@ -24,12 +24,18 @@ use crate::msisdn::Msisdn;
 /// The most pages a list may take before the wanted number shows; more is a wrong screen.
 const MAX_PAGES: usize = 16;
 
-/// Everything the workers share: the plan, the limits and the live counters.
-pub struct Run {
+/// How the shoppers reach the server.
+pub struct Through {
     /// The gateway whose requests the shoppers send.
     pub gateway: &'static dyn Gateway,
     /// How long a shopper waits before typing the same input again, on a gateway where that
     /// would look like a resend (zero: no wait).
+    pub resend_pause: std::time::Duration,
+}
+
+/// Everything the workers share: the plan, the limits and the live counters.
+pub struct Run {
+    pub gateway: &'static dyn Gateway,
     pub resend_pause: std::time::Duration,
     pub plan: Plan,
     pub expected: Expected,
@@ -54,8 +60,10 @@ pub struct Live {
 
 impl Run {
     pub fn new(
-        gateway: &'static dyn Gateway,
-        resend_pause: std::time::Duration,
+        Through {
+            gateway,
+            resend_pause,
+        }: Through,
         plan: Plan,
         expected: Expected,
         tag: u32,

@@ -44,6 +44,10 @@ impl Gateway for AfricasTalking {
         "Africa's Talking"
     }
 
+    fn screen_max(&self) -> usize {
+        DEFAULT_SCREEN_MAX
+    }
+
     fn cumulative(&self) -> bool {
         true
     }

@@ -55,10 +55,6 @@ impl Gateway for Airtel {
         "Airtel (Comviva Flares)"
     }
 
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
-    }
-
     fn routes(&self) -> Router<AppState> {
         Router::new().route(PATH, get(callback))
     }

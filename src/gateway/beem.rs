@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    codeless, input, json_body, network_code, phone, session_id, BadCallback, ClientHop, Gateway,
-    HopInput, Loose, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
+    codeless, input, json_body, network_code, phone, read_json_reply, session_id, BadCallback,
+    ClientHop, Gateway, HopInput, Loose, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
 };
 use crate::error::AppError;
 use crate::menu::Reply;
@@ -48,10 +48,6 @@ impl Gateway for Beem {
 
     fn title(&self) -> &'static str {
         "Beem Africa"
-    }
-
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
     }
 
     fn numbers_hops(&self) -> bool {
@@ -76,23 +72,13 @@ impl Gateway for Beem {
     }
 
     fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
-        let text = String::from_utf8_lossy(body);
-        if status != 200 {
-            return Err(format!("HTTP {status}: {text}"));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
-        let command = value["command"]
-            .as_str()
-            .ok_or_else(|| format!("no command in {text}"))?;
-        let screen = value["payload"]["request"]
-            .as_str()
-            .ok_or_else(|| format!("no payload.request in {text}"))?;
-        match command {
-            "continue" => Ok(Reply::con(screen)),
-            "terminate" => Ok(Reply::end(screen)),
-            other => Err(format!("unknown command {other:?} in {text}")),
-        }
+        read_json_reply(status, body, "/payload/request", |v| {
+            match v["command"].as_str()? {
+                "continue" => Some(false),
+                "terminate" => Some(true),
+                _ => None,
+            }
+        })
     }
 }
 

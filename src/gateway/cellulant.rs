@@ -51,10 +51,6 @@ impl Gateway for Cellulant {
         "Cellulant"
     }
 
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
-    }
-
     fn routes(&self) -> Router<AppState> {
         Router::new().route(PATH, get(callback))
     }

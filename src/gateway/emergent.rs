@@ -24,7 +24,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::hubtel::{self, Parsed};
-use super::{ClientHop, Gateway, WireRequest, SMALL_SCREEN_MAX};
+use super::{read_json_reply, ClientHop, Gateway, WireRequest};
 use crate::error::AppError;
 use crate::menu::Reply;
 use crate::startup::AppState;
@@ -42,10 +42,6 @@ impl Gateway for Emergent {
 
     fn title(&self) -> &'static str {
         "Emergent / Interpay"
-    }
-
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
     }
 
     fn numbers_hops(&self) -> bool {
@@ -73,9 +69,7 @@ impl Gateway for Emergent {
     }
 
     fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
-        hubtel::read_json_reply(status, body, "Type", "Message", |t| {
-            t.eq_ignore_ascii_case("Release")
-        })
+        read_json_reply(status, body, "/Message", hubtel::ends)
     }
 }
 

@@ -27,8 +27,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    deep_dial_inputs, input, json_body, network_code, phone, service_code, session_id, BadCallback,
-    ClientHop, Gateway, HopInput, Loose, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
+    deep_dial_inputs, input, json_body, network_code, phone, read_json_reply, service_code,
+    session_id, BadCallback, ClientHop, Gateway, HopInput, Loose, SessionEnd, UssdRequest,
+    WireRequest, SMALL_SCREEN_MAX,
 };
 use crate::error::AppError;
 use crate::menu::Reply;
@@ -47,10 +48,6 @@ impl Gateway for Hubtel {
 
     fn title(&self) -> &'static str {
         "Hubtel"
-    }
-
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
     }
 
     fn numbers_hops(&self) -> bool {
@@ -75,9 +72,7 @@ impl Gateway for Hubtel {
     }
 
     fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
-        read_json_reply(status, body, "Type", "Message", |t| {
-            t.eq_ignore_ascii_case("Release")
-        })
+        read_json_reply(status, body, "/Message", ends)
     }
 }
 
@@ -100,31 +95,11 @@ pub fn request(hop: &ClientHop<'_>, kind: &str, message: &str) -> WireRequest {
     )
 }
 
-/// Reads a JSON reply whose continue/end flag is the string field `kind`.
-pub fn read_json_reply(
-    status: u16,
-    body: &[u8],
-    kind: &str,
-    message: &str,
-    ends: impl Fn(&str) -> bool,
-) -> Result<Reply, String> {
-    let text = String::from_utf8_lossy(body);
-    if status != 200 {
-        return Err(format!("HTTP {status}: {text}"));
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
-    let flag = value[kind]
+/// Whether a Hubtel-shaped reply closes the session (`Type: Release`), for the client side.
+pub fn ends(reply: &serde_json::Value) -> Option<bool> {
+    reply["Type"]
         .as_str()
-        .ok_or_else(|| format!("no {kind} in {text}"))?;
-    let screen = value[message]
-        .as_str()
-        .ok_or_else(|| format!("no {message} in {text}"))?;
-    Ok(if ends(flag) {
-        Reply::end(screen)
-    } else {
-        Reply::con(screen)
-    })
+        .map(|kind| kind.eq_ignore_ascii_case("Release"))
 }
 
 /// The request as Hubtel and Emergent post it, every field optional so a missing one gets a

@@ -28,8 +28,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    deep_dial_inputs, input, json_body, phone, service_code, session_id, BadCallback, ClientHop,
-    Gateway, HopInput, SessionEnd, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
+    deep_dial_inputs, input, json_body, phone, read_json_reply, service_code, session_id,
+    BadCallback, ClientHop, Gateway, HopInput, SessionEnd, UssdRequest, WireRequest,
+    SMALL_SCREEN_MAX,
 };
 use crate::error::{AppError, ErrorShape};
 use crate::menu::Reply;
@@ -47,10 +48,6 @@ impl Gateway for Infobip {
 
     fn title(&self) -> &'static str {
         "Infobip"
-    }
-
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
     }
 
     fn routes(&self) -> Router<AppState> {
@@ -91,23 +88,7 @@ impl Gateway for Infobip {
     }
 
     fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
-        let text = String::from_utf8_lossy(body);
-        if status != 200 {
-            return Err(format!("HTTP {status}: {text}"));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
-        let close = value["shouldClose"]
-            .as_bool()
-            .ok_or_else(|| format!("no shouldClose in {text}"))?;
-        let menu = value["ussdMenu"]
-            .as_str()
-            .ok_or_else(|| format!("no ussdMenu in {text}"))?;
-        Ok(if close {
-            Reply::end(menu)
-        } else {
-            Reply::con(menu)
-        })
+        read_json_reply(status, body, "/ussdMenu", |v| v["shouldClose"].as_bool())
     }
 }
 

@@ -31,8 +31,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    codeless, input, json_body, network_code, phone, session_id, BadCallback, ClientHop, Gateway,
-    HopInput, Loose, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
+    codeless, input, json_body, network_code, phone, read_json_reply, session_id, BadCallback,
+    ClientHop, Gateway, HopInput, Loose, UssdRequest, WireRequest, SMALL_SCREEN_MAX,
 };
 use crate::error::AppError;
 use crate::menu::Reply;
@@ -53,10 +53,6 @@ impl Gateway for Nalo {
 
     fn title(&self) -> &'static str {
         "Nalo Solutions"
-    }
-
-    fn screen_max(&self) -> usize {
-        SMALL_SCREEN_MAX
     }
 
     fn routes(&self) -> Router<AppState> {
@@ -83,22 +79,8 @@ impl Gateway for Nalo {
     }
 
     fn read_reply(&self, status: u16, _: &HeaderMap, body: &[u8]) -> Result<Reply, String> {
-        let text = String::from_utf8_lossy(body);
-        if status != 200 {
-            return Err(format!("HTTP {status}: {text}"));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {text}"))?;
-        let more = value["MSGTYPE"]
-            .as_bool()
-            .ok_or_else(|| format!("no MSGTYPE in {text}"))?;
-        let screen = value["MSG"]
-            .as_str()
-            .ok_or_else(|| format!("no MSG in {text}"))?;
-        Ok(if more {
-            Reply::con(screen)
-        } else {
-            Reply::end(screen)
+        read_json_reply(status, body, "/MSG", |v| {
+            v["MSGTYPE"].as_bool().map(|more| !more)
         })
     }
 }
