@@ -78,21 +78,8 @@ mod tests {
             std::process::id(),
             crate::testing::random_prefix()
         ));
-        copy_dir(Path::new(MENUS), &dir);
+        crate::testing::copy_dir(Path::new(MENUS), &dir).unwrap();
         dir
-    }
-
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
     }
 
     fn shop(dir: &Path) -> Shop {

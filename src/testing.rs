@@ -193,6 +193,24 @@ pub fn random_prefix() -> String {
     format!("t{n:016x}")
 }
 
+/// Copies a folder and everything below it (a menus folder a test edits, say).
+///
+/// # Errors
+/// Reading `from` or writing below `to` fails.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -84,7 +84,8 @@ async fn only_from(allowed: &[IpNet], gateway: &str, request: Request, next: Nex
     }
 }
 
-/// The address a request came from: the last `X-Forwarded-For` entry, else the peer.
+/// The address a request came from: the last `X-Forwarded-For` entry (the one our own proxy
+/// added), else the peer. The payment callbacks' allow-list reads it the same way.
 pub fn caller(headers: &axum::http::HeaderMap, peer: IpAddr) -> IpAddr {
     headers
         .get("x-forwarded-for")

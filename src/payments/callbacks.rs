@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ use secrecy::ExposeSecret;
 use super::settle::{load_order, settle, AuditEntry};
 use super::worker::{release_lock, StkIndexEntry};
 use super::{amount_due, Event, StkPaid};
+use crate::gateway::guard::caller;
 use crate::mpesa::{
     C2bConfirmationAck, C2bRejectCode, C2bRequest, C2bValidationReply, StkCallback, StkCallbackAck,
 };
@@ -47,16 +48,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
     }
     diff == 0
-}
-
-/// The address a callback came from: the last `X-Forwarded-For` hop, else the peer.
-fn caller(headers: &HeaderMap, peer: IpAddr) -> IpAddr {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
 }
 
 /// Proof that a request came through the secret path and, if configured, the allow-list.
@@ -370,7 +361,7 @@ mod tests {
     #[test]
     fn the_caller_is_the_last_forwarded_hop_or_the_peer() {
         let peer: IpAddr = "10.0.0.5".parse().unwrap();
-        let mut headers = HeaderMap::new();
+        let mut headers = axum::http::HeaderMap::new();
         assert_eq!(caller(&headers, peer).to_string(), "10.0.0.5");
         headers.insert(
             "x-forwarded-for",

@@ -31,19 +31,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn every_shipped_fixture_replays_green() {
     let fixtures = manifest_dir().join("fixtures");
@@ -158,7 +145,7 @@ async fn a_recorded_session_replays_green_and_a_menu_change_fails_it_with_a_diff
 
     // A menu text changes: the same recordings now fail, with the change as a diff.
     let menus = temp_dir("menus");
-    copy_dir(&manifest_dir().join("menus"), &menus);
+    duka::testing::copy_dir(&manifest_dir().join("menus"), &menus).unwrap();
     let en = menus.join("text/en.toml");
     let text = std::fs::read_to_string(&en).unwrap();
     std::fs::write(&en, text.replacen("shop = \"Shop\"", "shop = \"Buy\"", 1)).unwrap();

@@ -227,24 +227,12 @@ async fn the_session_ttl_comes_from_duka_session_ttl_s() {
 fn menus_copy() -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("duka-api-menus-{}", duka::testing::random_prefix()));
-    copy_dir(
+    duka::testing::copy_dir(
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/menus")),
         &dir,
-    );
+    )
+    .unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn edit(path: &Path, from: &str, to: &str) {
