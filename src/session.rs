@@ -20,7 +20,11 @@ use crate::keys::{shard_of, CART_TTL_MS, ORDER_RETENTION_MS, PROFILE_TTL_MS};
 use crate::menu::{self, Cart, Effect, Hop, Lang, MenuState, Profile, Reply};
 use crate::orders::Order;
 use crate::shop::Shop;
-use crate::store::{to_json, Batch, Commit, StoreError};
+use crate::store::{to_json, Batch, Guarded, StoreError};
+
+pub mod cache;
+
+use cache::Records;
 
 /// How many times a hop re-reads and re-plans after losing a race before giving up.
 const MAX_CONFLICTS: usize = 5;
@@ -189,6 +193,21 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: Option<&[u8]>, what: &str) -> Optio
     }
 }
 
+/// The session, cart and profile from the first three values of a read or a conflict.
+fn records_of(values: Vec<Option<Vec<u8>>>) -> Result<Records, StoreError> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next(), values.next()) {
+        (Some(session), Some(cart), Some(profile)) => Ok(Records {
+            session,
+            cart,
+            profile,
+        }),
+        _ => Err(StoreError::Protocol(
+            "the store returned too few values for a hop".into(),
+        )),
+    }
+}
+
 /// What the engine made of a hop's inputs.
 struct Walked {
     state: MenuState,
@@ -264,18 +283,30 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
     let profile_key = shop.keys.profile(&req.msisdn);
     let keys = [session_key.clone(), cart_key.clone(), profile_key.clone()];
     let mut lang = Lang::default();
+    // What the store holds, as far as this hop knows: the cache's guess first, if any; then
+    // what a read or a conflicting commit returned.
+    let mut known = shop.session_cache.get(&session_key);
+    let mut guessed = known.is_some();
 
-    for _ in 0..MAX_CONFLICTS {
-        let values = shop
-            .store
-            .get(&keys)
-            .await
-            .map_err(|source| HopError::Store { source, lang })?;
-        let [session_raw, cart_raw, profile_raw] = <[Option<Vec<u8>>; 3]>::try_from(values)
-            .map_err(|_| HopError::Store {
-                source: StoreError::Protocol("MGET returned the wrong number of values".into()),
-                lang,
-            })?;
+    // A wrong guess from the cache is not a race: it does not count against MAX_CONFLICTS.
+    for _ in 0..MAX_CONFLICTS + usize::from(guessed) {
+        let records = match known.take() {
+            Some(records) => records,
+            None => {
+                guessed = false;
+                let values = shop
+                    .store
+                    .get(&keys)
+                    .await
+                    .map_err(|source| HopError::Store { source, lang })?;
+                records_of(values).map_err(|source| HopError::Store { source, lang })?
+            }
+        };
+        let Records {
+            session: session_raw,
+            cart: cart_raw,
+            profile: profile_raw,
+        } = &records;
         let session: Option<SessionRecord> = decode(session_raw.as_deref(), "session");
         let cart: Cart = decode(cart_raw.as_deref(), "cart").unwrap_or_default();
         let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
@@ -292,7 +323,14 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             ),
             session,
         ) {
+            (Plan::Repeat, Some(_)) if guessed => {
+                // A retransmission writes nothing, so no guard would check the guess: read.
+                // (Answering from the cache could repeat a screen another node has moved on
+                // from; one read is what a retransmission always cost.)
+                continue;
+            }
             (Plan::Repeat, Some(session)) => {
+                shop.session_cache.put(&session_key, records.clone());
                 tracing::Span::current().record("menu.id", session.menu.screen_id());
                 return Ok(HopResult {
                     screen: session.menu.screen_id().to_owned(),
@@ -354,24 +392,31 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         };
 
         let mut batch = Batch::new();
+        let mut written = records.clone();
+        written.session = Some(to_json(&record));
         batch
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
             .set(
                 &session_key,
-                to_json(&record),
+                written.session.clone().unwrap_or_default(),
                 Some(shop.settings.session_ttl_ms),
             );
         if new_cart != cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);
+                written.cart = None;
             } else {
-                batch.set(&cart_key, to_json(&new_cart), Some(CART_TTL_MS));
+                let value = to_json(&new_cart);
+                written.cart = Some(value.clone());
+                batch.set(&cart_key, value, Some(CART_TTL_MS));
             }
         }
         if new_profile != profile {
-            batch.set(&profile_key, to_json(&new_profile), Some(PROFILE_TTL_MS));
+            let value = to_json(&new_profile);
+            written.profile = Some(value.clone());
+            batch.set(&profile_key, value, Some(PROFILE_TTL_MS));
         }
         let mut placed_order = None;
         let mut wake = Vec::new();
@@ -431,8 +476,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             }
         }
 
-        match shop.store.commit(&batch).await {
-            Ok(Commit::Applied) => {
+        match shop.store.commit_reading(&batch).await {
+            Ok(Guarded::Applied) => {
+                shop.session_cache.put(&session_key, written);
                 for shard in wake {
                     shop.jobs.wake(shard);
                 }
@@ -445,14 +491,22 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     placed_order,
                 });
             }
-            Ok(Commit::Conflict) => {
+            Ok(Guarded::Conflict(current)) => {
                 tracing::debug!(
                     ussd.shard = shard_of(req.msisdn.digits()),
-                    "hop lost a race; reading again"
+                    guessed,
+                    "hop lost a race or guessed stale; planning again from the current values"
                 );
+                known =
+                    Some(records_of(current).map_err(|source| HopError::Store { source, lang })?);
+                guessed = false;
                 continue;
             }
-            Err(source) => return Err(HopError::Store { source, lang }),
+            Err(source) => {
+                // The commit may or may not have been applied: the cache cannot tell.
+                shop.session_cache.forget(&session_key);
+                return Err(HopError::Store { source, lang });
+            }
         }
     }
     Err(HopError::Contended { lang })

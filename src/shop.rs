@@ -20,6 +20,7 @@ use crate::keys::{shard_of, Keys};
 use crate::menu::catalog::CatalogError;
 use crate::menu::Catalog;
 use crate::msisdn::Msisdn;
+use crate::session::cache::{SessionCache, DEFAULT_CAPACITY};
 use crate::store::SharedStore;
 
 /// Milliseconds since the Unix epoch: the system clock, or a fixed one that only moves when told.
@@ -79,6 +80,8 @@ pub struct Shop {
     pub clock: Clock,
     pub jobs: JobQueue,
     rng: Mutex<SmallRng>,
+    /// What this node last wrote for each session (see [`crate::session::cache`]).
+    pub session_cache: SessionCache,
 }
 
 impl Shop {
@@ -94,7 +97,12 @@ impl Shop {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
         };
+        let session_cache = SessionCache::new(
+            DEFAULT_CAPACITY,
+            std::time::Duration::from_millis(settings.session_ttl_ms),
+        );
         Self {
+            session_cache,
             store,
             keys,
             catalog: RwLock::new(catalog),

@@ -134,6 +134,16 @@ pub enum Commit {
     Conflict,
 }
 
+/// The outcome of [`Store::commit_reading`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Guarded {
+    Applied,
+    /// A guard did not hold; nothing was written. The guarded keys' current values, in the
+    /// order of [`Batch::guards`] (`None`: absent).
+    Conflict(Vec<Option<Vec<u8>>>),
+}
+
 /// The primitives every store provides. Each call is one round trip.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -151,7 +161,17 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Applies a batch atomically if its guards hold. Keys of one slot.
-    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError>;
+    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+        Ok(match self.commit_reading(batch).await? {
+            Guarded::Applied => Commit::Applied,
+            Guarded::Conflict(_) => Commit::Conflict,
+        })
+    }
+
+    /// [`Store::commit`], and on a conflict the current value of every guarded key, in the
+    /// order of [`Batch::guards`], read in the same atomic step: a caller that guessed the
+    /// values (a cache) can decide again without another round trip. Keys of one slot.
+    async fn commit_reading(&self, batch: &Batch) -> Result<Guarded, StoreError>;
 
     /// Claims up to `limit` members of the sorted set `queue` whose score is at most `now_ms`,
     /// by moving each to `now_ms + lease_ms` in the same atomic step: a claimed job is invisible
@@ -202,6 +222,47 @@ pub(crate) mod contract_tests {
         ttls_expire_values(store).await;
         claims_lease_jobs_until_they_expire(store).await;
         deletes_and_zrem_apply(store).await;
+        a_conflict_returns_the_guarded_keys_as_they_are(store).await;
+    }
+
+    async fn a_conflict_returns_the_guarded_keys_as_they_are(store: &dyn Store) {
+        let (a, b, c) = (k("read-a"), k("read-b"), k("read-c"));
+        let mut first = Batch::new();
+        first
+            .guard(&a, None)
+            .set(&a, b"a1".to_vec(), None)
+            .set(&c, b"c1".to_vec(), None);
+        assert_eq!(
+            store.commit_reading(&first).await.unwrap(),
+            Guarded::Applied
+        );
+        // A writer that guessed wrong about `a` learns what `a`, `b` and `c` hold now.
+        let mut stale = Batch::new();
+        stale
+            .guard(&a, Some(b"a0"))
+            .guard(&b, None)
+            .guard(&c, Some(b"c1"))
+            .set(&b, b"b2".to_vec(), None);
+        assert_eq!(
+            store.commit_reading(&stale).await.unwrap(),
+            Guarded::Conflict(vec![Some(b"a1".to_vec()), None, Some(b"c1".to_vec())])
+        );
+        assert_eq!(
+            store.get(std::slice::from_ref(&b)).await.unwrap(),
+            vec![None]
+        );
+        // Deciding again from what came back succeeds.
+        let mut again = Batch::new();
+        again
+            .guard(&a, Some(b"a1"))
+            .guard(&b, None)
+            .guard(&c, Some(b"c1"))
+            .set(&b, b"b2".to_vec(), None);
+        assert_eq!(
+            store.commit_reading(&again).await.unwrap(),
+            Guarded::Applied
+        );
+        assert_eq!(store.get(&[b]).await.unwrap(), vec![Some(b"b2".to_vec())]);
     }
 
     async fn absent_keys_read_as_none(store: &dyn Store) {

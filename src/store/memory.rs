@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Batch, Commit, Store, StoreError, Write};
+use super::{Batch, Guarded, Store, StoreError, Write};
 
 #[derive(Debug)]
 enum Value {
@@ -122,12 +122,18 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+    async fn commit_reading(&self, batch: &Batch) -> Result<Guarded, StoreError> {
         let now = Instant::now();
         let mut map = self.lock();
         for guard in &batch.guards {
             if bytes(&map, &guard.key, now) != guard.expected.as_deref() {
-                return Ok(Commit::Conflict);
+                return Ok(Guarded::Conflict(
+                    batch
+                        .guards
+                        .iter()
+                        .map(|g| bytes(&map, &g.key, now).map(<[u8]>::to_vec))
+                        .collect(),
+                ));
             }
         }
         for write in &batch.writes {
@@ -153,7 +159,7 @@ impl Store for MemoryStore {
                 }
             }
         }
-        Ok(Commit::Applied)
+        Ok(Guarded::Applied)
     }
 
     async fn claim_due(

@@ -24,9 +24,11 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisError, Script};
 
-use super::{Batch, Commit, Store, StoreError, Write};
+use super::{Batch, Guarded, Store, StoreError, Write};
 
-/// Applies a [`Batch`]: checks every guard, then applies every write, or returns 0.
+/// Applies a [`Batch`]: checks every guard, then applies every write and returns 1; or, when a
+/// guard does not hold, writes nothing and returns every guarded key's current value (`false`,
+/// i.e. a nil reply, for an absent one) for [`Store::commit_reading`].
 ///
 /// ARGV holds the guard count, then `key-index present value` per guard, then the writes:
 /// `S key-index value ttl-ms` (0 = no TTL), `D key-index`, `Z key-index score member`,
@@ -34,15 +36,18 @@ use super::{Batch, Commit, Store, StoreError, Write};
 const COMMIT_LUA: &str = r"
 local guards = tonumber(ARGV[1])
 local i = 2
-for _ = 1, guards do
-  local current = redis.call('GET', KEYS[tonumber(ARGV[i])])
+local held = true
+local current = {}
+for g = 1, guards do
+  current[g] = redis.call('GET', KEYS[tonumber(ARGV[i])])
   if ARGV[i + 1] == '0' then
-    if current then return 0 end
-  elseif current ~= ARGV[i + 2] then
-    return 0
+    if current[g] then held = false end
+  elseif current[g] ~= ARGV[i + 2] then
+    held = false
   end
   i = i + 3
 end
+if not held then return current end
 while i <= #ARGV do
   local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
   if op == 'S' then
@@ -257,7 +262,7 @@ impl Store for RedisStore {
         self.query(&cmd).await
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+    async fn commit_reading(&self, batch: &Batch) -> Result<Guarded, StoreError> {
         let mut invocation = self.commit_script.prepare_invoke();
         let mut key_count = 0usize;
         let mut next_key = |invocation: &mut redis::ScriptInvocation<'_>, key: &str| {
@@ -297,12 +302,21 @@ impl Store for RedisStore {
                 }
             };
         }
-        let applied: i64 = self.invoke(&invocation).await?;
-        Ok(if applied == 1 {
-            Commit::Applied
-        } else {
-            Commit::Conflict
-        })
+        match self.invoke::<redis::Value>(&invocation).await? {
+            redis::Value::Int(1) => Ok(Guarded::Applied),
+            redis::Value::Array(values) if values.len() == batch.guards.len() => values
+                .into_iter()
+                .map(|value| match value {
+                    redis::Value::Nil => Ok(None),
+                    redis::Value::BulkString(bytes) => Ok(Some(bytes)),
+                    other => Err(StoreError::Protocol(format!(
+                        "a conflicting commit returned {other:?} for a guarded key"
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Guarded::Conflict),
+            other => Err(StoreError::Protocol(format!("commit returned {other:?}"))),
+        }
     }
 
     async fn claim_due(

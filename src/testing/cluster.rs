@@ -31,7 +31,7 @@ use async_trait::async_trait;
 
 use super::{free_port, TestRedis, TestRedisError};
 use crate::keys::cluster_slot;
-use crate::store::{Batch, Commit, SharedStore, Store, StoreError, Write};
+use crate::store::{Batch, Guarded, SharedStore, Store, StoreError, Write};
 
 /// How long a node may be unreachable before the others count it as failed. Small, so a failover
 /// takes two to three seconds rather than the fifteen of Redis's default.
@@ -795,9 +795,9 @@ impl Store for SlotCheckedStore {
         self.inner.get(keys).await
     }
 
-    async fn commit(&self, batch: &Batch) -> Result<Commit, StoreError> {
+    async fn commit_reading(&self, batch: &Batch) -> Result<Guarded, StoreError> {
         self.check("commit", batch_keys(batch));
-        self.inner.commit(batch).await
+        self.inner.commit_reading(batch).await
     }
 
     async fn claim_due(
@@ -917,6 +917,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_of_a_slot_that_moved_follows_the_redirection() {
         use crate::store::redis::RedisStore;
+        use crate::store::Commit;
 
         let cluster = std::sync::Arc::new(
             tokio::task::spawn_blocking(TestCluster::start)
