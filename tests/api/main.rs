@@ -10,5 +10,6 @@ mod helpers;
 mod operations;
 mod payments;
 mod robustness;
+mod round_trips;
 mod sms;
 mod ussd_menus;
