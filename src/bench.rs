@@ -13,7 +13,8 @@
 //! - [`shopper`] walks one session after the other on a worker's connection;
 //! - [`client`] is that connection: HTTP/1.1 kept alive, one hop at a time;
 //! - [`report`] merges the workers' tallies and prints the result, as text or `--json`;
-//! - [`trivial`] is a comparison server that answers instantly, for `--self-test`.
+//! - [`trivial`] is a comparison server that answers instantly, for `--self-test`;
+//! - [`compare`] runs Duka and a one-round-trip baseline alternately, for `--compare`.
 //!
 //! The run stops at whichever comes first, `--sessions` or `--duration`; no hop is sent after
 //! the deadline. A progress line goes to stderr every second. The exit code is non-zero when any
@@ -25,6 +26,7 @@
 
 pub mod check;
 pub mod client;
+pub mod compare;
 pub mod plan;
 pub mod report;
 pub mod shopper;
@@ -52,7 +54,7 @@ use crate::menu::Catalog;
 pub struct BenchArgs {
     /// The server to load: its base URL (`http://127.0.0.1:8080`, with the secret path segment
     /// if it has one) or a full callback URL. Loopback addresses only.
-    #[arg(long, required_unless_present_any = ["self_test", "trivial_server"])]
+    #[arg(long, required_unless_present_any = ["self_test", "trivial_server", "compare"])]
     pub url: Option<String>,
     /// The gateway whose requests the shoppers send (africastalking, hubtel, emergent, arkesel,
     /// nalo, beem, safaricom, airtel, infobip, cellulant).
@@ -102,6 +104,14 @@ pub struct BenchArgs {
     /// Only run the trivial comparison server on this loopback address, until Ctrl-C.
     #[arg(long, hide = true, value_name = "ADDR", conflicts_with_all = ["url", "self_test"])]
     pub trivial_server: Option<SocketAddr>,
+    /// Compare, in one run and alternating, `duka serve` on a fresh Redis with a bare handler
+    /// making one Redis round trip per hop on another, `--rounds` times each (see
+    /// `bench::compare`). Uses `--duration`, `--concurrency`, `--sessions`, `--no-pay`.
+    #[arg(long, conflicts_with_all = ["url", "self_test", "trivial_server"])]
+    pub compare: bool,
+    /// With --compare: how many rounds (each runs both servers).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
 }
 
 /// Why a `--url` is refused.
@@ -175,6 +185,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::load(&args.menus)
         .with_context(|| format!("the menus in {} are invalid", args.menus.display()))?;
 
+    if args.compare {
+        let args = Arc::new(args);
+        return tokio::task::spawn_blocking(move || compare::run(&args)).await?;
+    }
     if let Some(addr) = args.trivial_server {
         return serve_trivial(addr, catalog, args.trivial_redis.as_deref()).await;
     }
