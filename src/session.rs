@@ -1,14 +1,24 @@
-//! One USSD hop, from a gateway-neutral request to the reply, in at most two round trips.
+//! One USSD hop, from a gateway-neutral request to the reply, in one round trip in steady state.
 //!
-//! 1. One `MGET` reads the session, the cart and the profile (they share the shopper's shard).
+//! 1. The session, the cart and the profile (they share the shopper's shard) come from this
+//!    node's [`cache`] when this node served the session's previous hop: no read at all.
+//!    Otherwise one `MGET` reads them (a cold hop: another node served the previous one, this
+//!    node restarted, or the entry was dropped).
 //! 2. [`plan`] works out what the shopper typed: the new part of a cumulative text, every input
 //!    of a deep dial, or nothing at all for a retransmission (answered from the stored reply,
 //!    with no write and no side effect repeated).
 //! 3. [`crate::menu::engine`] computes the next screen and state, purely.
-//! 4. One guarded commit writes the session, the cart, the profile and, at checkout, the order
-//!    and its jobs. The guards hold the three values as read, so when two hops of one session
-//!    race (on one node or two), the loser sees a conflict, reads again and is re-planned
-//!    against the winner's state: usually it is then a retransmission.
+//! 4. One guarded commit ([`crate::store::Store::commit_reading`]) writes the session, the cart,
+//!    the profile and, at checkout, the order and its jobs. The guards hold the three values as
+//!    read or cached, so when two hops of one session race (on one node or two), or the cache
+//!    is stale, the commit writes nothing and returns the current values, and the hop is
+//!    re-planned against them without another read: usually it is then a retransmission.
+//!
+//! A guard that holds means the store holds exactly the bytes the plan was made from, so a hop
+//! planned from the cache does what a hop planned from a read would have done. The one thing a
+//! guard cannot check is a retransmission, which writes nothing: planned from the cache, it
+//! reads (one round trip, as it always cost) and is planned again from what it read, so it gets
+//! the reply the store holds, whichever node wrote it.
 //!
 //! The session record keeps the last text and reply so that retransmissions cost one read.
 
