@@ -17,7 +17,9 @@ const HOP_BUCKETS: [f64; 12] = [
 
 /// This node's metrics.
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// By name, then by rendered labels (so an increment looks its counter up without
+    /// allocating: see [`Metrics::inc`]).
+    counters: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
     hop_buckets: [AtomicU64; HOP_BUCKETS.len()],
     hop_count: AtomicU64,
     hop_sum_us: AtomicU64,
@@ -40,24 +42,42 @@ impl Metrics {
     }
 
     /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted.
+    ///
+    /// Every hop calls this, so the labels are rendered into a reused per-thread buffer and the
+    /// counter is looked up by it: no allocation once the counter exists.
     pub fn inc(&self, name: &'static str, labels: &[(&str, &str)]) {
-        let mut rendered = String::new();
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                rendered.push(',');
-            }
-            let _ = write!(
-                rendered,
-                "{key}=\"{}\"",
-                value.replace(['"', '\\', '\n'], "_")
-            );
+        thread_local! {
+            static RENDERED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry((name, rendered))
-            .or_default() += 1;
+        RENDERED.with_borrow_mut(|rendered| {
+            rendered.clear();
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    rendered.push(',');
+                }
+                rendered.push_str(key);
+                rendered.push_str("=\"");
+                for c in value.chars() {
+                    rendered.push(if matches!(c, '"' | '\\' | '\n') {
+                        '_'
+                    } else {
+                        c
+                    });
+                }
+                rendered.push('"');
+            }
+            let mut counters = self
+                .counters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let by_labels = counters.entry(name).or_default();
+            match by_labels.get_mut(rendered.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    by_labels.insert(rendered.clone(), 1);
+                }
+            }
+        });
     }
 
     /// Records how long a USSD hop took.
@@ -78,9 +98,10 @@ impl Metrics {
         self.counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find(|((n, l), _)| *n == name && l == labels)
-            .map_or(0, |(_, v)| *v)
+            .get(name)
+            .and_then(|by_labels| by_labels.get(labels))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The Prometheus text exposition of every metric.
@@ -91,16 +112,14 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let mut last_name = "";
-        for ((name, labels), value) in &counters {
-            if *name != last_name {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last_name = name;
-            }
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        for (name, by_labels) in &counters {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, value) in by_labels {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
             }
         }
         let _ = writeln!(out, "# TYPE duka_ussd_hop_seconds histogram");
@@ -133,6 +152,8 @@ mod tests {
         metrics.inc("duka_ussd_hops_total", &[("outcome", "ok")]);
         metrics.inc("duka_ussd_hops_total", &[("outcome", "ok")]);
         metrics.inc("duka_ussd_hops_total", &[("outcome", "apology")]);
+        metrics.inc("duka_sms_nudges_total", &[]);
+        metrics.inc("duka_x_total", &[("note", "a \"quoted\"\nline")]);
         metrics.observe_hop(Duration::from_micros(800));
         metrics.observe_hop(Duration::from_millis(30));
         let text = metrics.render();
@@ -153,6 +174,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("duka_ussd_hop_seconds_count 2\n"), "{text}");
+        assert!(text.contains("duka_sms_nudges_total 1\n"), "{text}");
+        assert!(
+            text.contains("duka_x_total{note=\"a _quoted__line\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE duka_ussd_hops_total counter").count(),
+            1
+        );
         assert_eq!(metrics.counter("duka_ussd_hops_total", "outcome=\"ok\""), 2);
     }
 }
