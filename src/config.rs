@@ -84,6 +84,9 @@ pub struct Settings {
     pub record_filter: crate::fixtures::record::RecordFilter,
     /// `json` for production log shippers, anything else for compact human logs.
     pub log_format: String,
+    /// `DUKA_SESSION_CACHE`: how many sessions this node remembers to skip the hop's read
+    /// (0 turns the cache off; see [`crate::session::cache`]).
+    pub session_cache: usize,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -288,6 +291,7 @@ impl Settings {
             record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
             record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
+            session_cache: session_cache(var("DUKA_SESSION_CACHE"), &mut problems),
         };
         if problems.is_empty() {
             Ok(settings)
@@ -328,6 +332,23 @@ impl Settings {
 pub const SESSION_TTL_RANGE_S: std::ops::RangeInclusive<u64> = 30..=3600;
 
 /// `DUKA_SESSION_TTL_S`, default [`crate::keys::SESSION_TTL_MS`]; out of range is a problem.
+/// `DUKA_SESSION_CACHE`: 0 to 1,000,000 sessions.
+fn session_cache(raw: Option<String>, problems: &mut Vec<String>) -> usize {
+    let default = crate::session::cache::DEFAULT_CAPACITY;
+    let Some(raw) = raw else {
+        return default;
+    };
+    match raw.parse::<usize>() {
+        Ok(n) if n <= 1_000_000 => n,
+        _ => {
+            problems.push(format!(
+                "DUKA_SESSION_CACHE: {raw:?} is not a number of sessions from 0 to 1000000"
+            ));
+            default
+        }
+    }
+}
+
 /// `DUKA_USSD_RESEND_WINDOW_MS`: 0 to 30000 ms.
 fn resend_window(raw: Option<String>, problems: &mut Vec<String>) -> Duration {
     let default = Duration::from_millis(crate::session::RESEND_WINDOW_MS.unsigned_abs());
@@ -517,6 +538,19 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn the_session_cache_defaults_and_can_be_turned_off() {
+        let mut problems = vec![];
+        assert_eq!(
+            session_cache(None, &mut problems),
+            crate::session::cache::DEFAULT_CAPACITY
+        );
+        assert_eq!(session_cache(Some("0".into()), &mut problems), 0);
+        assert!(problems.is_empty());
+        session_cache(Some("lots".into()), &mut problems);
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::keys::{shard_of, Keys};
 use crate::menu::catalog::CatalogError;
 use crate::menu::Catalog;
 use crate::msisdn::Msisdn;
-use crate::session::cache::{SessionCache, DEFAULT_CAPACITY};
+use crate::session::cache::SessionCache;
 use crate::store::SharedStore;
 
 /// Milliseconds since the Unix epoch: the system clock, or a fixed one that only moves when told.
@@ -69,6 +69,8 @@ pub struct ShopSettings {
     /// How soon the same input again counts as a resend on a gateway that numbers no hops
     /// (`DUKA_USSD_RESEND_WINDOW_MS`; see [`crate::session::RESEND_WINDOW_MS`]).
     pub resend_window_ms: i64,
+    /// How many sessions the node's [`SessionCache`] holds (`DUKA_SESSION_CACHE`; 0: off).
+    pub session_cache: usize,
 }
 
 /// The shared core of a running Duka.
@@ -98,7 +100,7 @@ impl Shop {
             None => SmallRng::from_rng(&mut rand::rng()),
         };
         let session_cache = SessionCache::new(
-            DEFAULT_CAPACITY,
+            settings.session_cache,
             std::time::Duration::from_millis(settings.session_ttl_ms),
         );
         Self {

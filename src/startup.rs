@@ -330,6 +330,7 @@ impl Application {
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
                 session_ttl_ms: settings.session_ttl.as_millis() as u64,
                 resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
+                session_cache: settings.session_cache,
             },
             options.clock,
             options.seed,

@@ -34,7 +34,7 @@ struct Entry {
 
 const SHARDS: usize = 32;
 
-/// How many sessions one node remembers: each entry is about
+/// How many sessions one node remembers by default (`DUKA_SESSION_CACHE`): each entry is about
 /// the 1 KiB a session costs in Redis, so this is tens of megabytes at most.
 pub const DEFAULT_CAPACITY: usize = 32_768;
 
