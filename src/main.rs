@@ -91,10 +91,13 @@ enum MpesaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The runtime's shape: a thread per core by default (`TOKIO_WORKER_THREADS` sets the
+    // count), or `DUKA_RUNTIME=current_thread` for one thread (see README, Performance).
+    let mut builder = match std::env::var("DUKA_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
