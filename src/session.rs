@@ -340,7 +340,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 continue;
             }
             (Plan::Repeat, Some(session)) => {
-                shop.session_cache.put(&session_key, records.clone());
+                if !session.reply.end {
+                    shop.session_cache.put(&session_key, records.clone());
+                }
                 tracing::Span::current().record("menu.id", session.menu.screen_id());
                 return Ok(HopResult {
                     screen: session.menu.screen_id().to_owned(),
@@ -488,7 +490,12 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
 
         match shop.store.commit_reading(&batch).await {
             Ok(Guarded::Applied) => {
-                shop.session_cache.put(&session_key, written);
+                // An ended session only ever gets retransmissions, which read anyway.
+                if reply.end {
+                    shop.session_cache.forget(&session_key);
+                } else {
+                    shop.session_cache.put(&session_key, written);
+                }
                 for shard in wake {
                     shop.jobs.wake(shard);
                 }
