@@ -217,6 +217,8 @@ pub struct Application {
     public_url: String,
     /// Read again on `SIGHUP` (see [`crate::reload`]).
     menus_dir: std::path::PathBuf,
+    /// The abuse and durability limits.
+    limits: crate::limits::Limits,
 }
 
 impl Application {
@@ -380,6 +382,7 @@ impl Application {
             sandboxes,
             public_url,
             menus_dir: settings.menus_dir.clone(),
+            limits: settings.limits.clone(),
         })
     }
 
@@ -452,11 +455,16 @@ impl Application {
             tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
         }
         let app = router(self.state.clone());
-        let served = axum::serve(
+        crate::serve::check_open_files(self.limits.max_connections);
+        let served = crate::serve::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            crate::serve::ServeLimits {
+                max_connections: self.limits.max_connections,
+                header_read_timeout: self.limits.header_read_timeout,
+            },
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_tx.send(true);
         if let Some(worker) = worker {

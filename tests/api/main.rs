@@ -1,6 +1,7 @@
 //! The integration tests: one binary that drives Duka over HTTP the way Africa's Talking and
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
+mod abuse;
 mod cluster;
 mod demo;
 mod dial;
