@@ -58,6 +58,8 @@ pub struct AppState {
     pub operator: Option<Arc<crate::operator::endpoint::OperatorAccess>>,
     /// What `/readyz` answered last, so only changes are logged.
     pub readiness: Arc<crate::telemetry::ReadinessLog>,
+    /// The abuse and durability limits.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// Who may post payment callbacks.
@@ -85,7 +87,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::gateway::guard::routes(&state.ussd))
         .merge(crate::payments::callbacks::router())
-        .merge(crate::sms::delivery::router())
+        .merge(crate::sms::delivery::router(&state.limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // The demo's controls, loopback only: sandbox prompts, paybill and SMS inbox, and the
@@ -196,6 +198,31 @@ pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedSto
     })
 }
 
+/// Where Africa's Talking posts delivery reports: the secret path when `AT_CALLBACK_SECRET` is set.
+pub fn delivery_url(public_url: &str, limits: &crate::limits::Limits) -> String {
+    use secrecy::ExposeSecret as _;
+    match &limits.at_callback_secret {
+        Some(secret) => format!("{public_url}/sms/{}/delivery", secret.expose_secret()),
+        None => format!("{public_url}/sms/delivery"),
+    }
+}
+
+/// With real SMS, forged delivery reports and end-of-session notifications cost the shop: say so
+/// loudly when nothing guards them.
+fn warn_if_reports_unguarded(settings: &Settings) {
+    let limits = &settings.limits;
+    if limits.at_callback_secret.is_none() && limits.at_allowed_ips.is_empty() {
+        tracing::warn!(
+            "neither AT_CALLBACK_SECRET nor AT_ALLOWED_IPS is set: ANYONE can post SMS delivery reports to /sms/delivery"
+        );
+    }
+    if settings.ussd.secret.is_none() && settings.ussd.allowed_for("africastalking").is_empty() {
+        tracing::warn!(
+            "neither DUKA_USSD_SECRET nor DUKA_USSD_ALLOWED_IPS[_AFRICASTALKING] is set: ANYONE can forge USSD hops and end-of-session notifications (PIN prompts, nudge SMS)"
+        );
+    }
+}
+
 /// A Redis URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -293,8 +320,9 @@ impl Application {
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
                 let sandbox = SmsSandbox::start(SmsSandboxConfig {
-                    delivery_reports: Some(DeliveryReports::to(format!(
-                        "{public_url}/sms/delivery"
+                    delivery_reports: Some(DeliveryReports::to(delivery_url(
+                        &public_url,
+                        &settings.limits,
                     ))),
                     ..SmsSandboxConfig::default()
                 })
@@ -314,6 +342,7 @@ impl Application {
                 api_key,
                 sender_id,
             } => {
+                warn_if_reports_unguarded(&settings);
                 let mut config =
                     AtSmsConfig::new(base_url.clone(), username.clone(), api_key.clone());
                 config.sender_id.clone_from(sender_id);
@@ -373,6 +402,7 @@ impl Application {
             recorder,
             ussd: Arc::new(settings.ussd.clone()),
             readiness: Arc::default(),
+            limits: Arc::new(settings.limits.clone()),
         };
         Ok(Self {
             listener,

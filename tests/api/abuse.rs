@@ -108,3 +108,147 @@ async fn over_the_connection_cap_new_connections_wait_and_are_then_served() {
     drop(idle);
     app.stop().await;
 }
+
+async fn post_session_end(app: &TestApp, session_id: &str, e164: &str) -> u16 {
+    app.client
+        .post(format!("{}/ussd/africastalking/session-end", app.address))
+        .form(&[
+            ("sessionId", session_id),
+            ("serviceCode", "*384*12#"),
+            ("phoneNumber", e164),
+            ("networkCode", "63902"),
+            ("status", "Incomplete"),
+            ("input", "1*2*3*2"),
+            ("hopsCount", "5"),
+            ("durationInMillis", "30000"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_forged_end_of_session_nudges_no_one() {
+    let app = TestApp::spawn().await;
+    let victim = duka::msisdn::Msisdn::parse("0712201401").unwrap();
+    let mut shopper = app.phone("0712201401");
+    shopper.dial().await;
+    for input in ["1", "2", "3", "2"] {
+        shopper.press(input).await;
+    }
+    // The victim's cart is full, but these sessions are not the ones Duka served for them.
+    assert_eq!(
+        post_session_end(&app, "ATUid_forged_1", &shopper.e164).await,
+        200
+    );
+    let other = app.phone("0712201402");
+    assert_eq!(
+        post_session_end(&app, &shopper.session_id, &other.e164).await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(app.sms().inbox(&victim).is_empty());
+    assert!(app
+        .sms()
+        .inbox(&duka::msisdn::Msisdn::parse("0712201402").unwrap())
+        .is_empty());
+    // The real notification still nudges, once.
+    assert_eq!(shopper.session_ends("Incomplete").await, 200);
+    crate::helpers::eventually("the nudge", Duration::from_secs(10), || async {
+        app.sms().inbox(&victim).into_iter().next()
+    })
+    .await;
+    app.stop().await;
+}
+
+async fn buy(phone: &mut crate::helpers::Phone<'_>) -> String {
+    phone.dial().await;
+    for input in ["1", "2", "3", "2", "1"] {
+        phone.press(input).await;
+    }
+    crate::helpers::order_number_in(&phone.press("1").await)
+}
+
+const AT_SECRET: &str = "atReportsSecret0123456789";
+
+#[tokio::test]
+async fn delivery_reports_need_the_secret_path_and_the_message_s_phone() {
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![("AT_CALLBACK_SECRET", AT_SECRET.into())],
+        ..TestOptions::default()
+    })
+    .await;
+    // The sandbox posts its reports to the secret path, so a receipt is reported delivered.
+    let mut phone = app.phone("0712201411");
+    let number = buy(&mut phone).await;
+    let id = format!("{number}.r");
+    let delivered =
+        crate::helpers::eventually("the delivery report", Duration::from_secs(20), || async {
+            app.message(&id)
+                .await
+                .filter(|m| m.delivery.as_deref() == Some("Success"))
+        })
+        .await;
+    let report = |phone: &str, status: &str| {
+        format!(
+            "id={}&status={status}&phoneNumber=%2B{phone}&networkCode=63902",
+            delivered.message_id.clone().unwrap()
+        )
+        .into_bytes()
+    };
+    // The plain path is refused now, and nothing changes.
+    let form = "application/x-www-form-urlencoded";
+    let (status, _) = app
+        .post_raw("/sms/delivery", form, report("254712201411", "Success"))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = app
+        .post_raw(
+            "/sms/wrongSecret0123456789/delivery",
+            form,
+            report("254712201411", "Success"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // On the secret path, a report naming another phone is ignored.
+    let secret_path = format!("/sms/{AT_SECRET}/delivery");
+    let before = app.message(&id).await.unwrap().reports.len();
+    let (status, _) = app
+        .post_raw(&secret_path, form, report("254799999999", "Success"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.message(&id).await.unwrap().reports.len(), before);
+    let (status, _) = app
+        .post_raw(&secret_path, form, report("254712201411", "Success"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.message(&id).await.unwrap().reports.len(), before + 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_reports_from_outside_the_allow_list_are_refused() {
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![("AT_ALLOWED_IPS", "192.0.2.0/24".into())],
+        ..TestOptions::default()
+    })
+    .await;
+    let body = br#"{"id":"ATXid_x","status":"Success","phoneNumber":"+254712201421","networkCode":"63902"}"#;
+    let (status, _) = app
+        .post_raw("/sms/delivery", "application/json", body.to_vec())
+        .await;
+    assert_eq!(status, 403);
+    let response = app
+        .client
+        .post(format!("{}/sms/delivery", app.address))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", "192.0.2.7")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
