@@ -47,6 +47,7 @@ pub mod sms;
 pub mod bench;
 pub mod config;
 pub mod dial;
+pub mod durability;
 pub mod error;
 pub mod fixtures;
 pub mod graph;

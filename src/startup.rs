@@ -262,6 +262,11 @@ impl Application {
             Some(store) => store,
             None => connect_store(&settings.store).await?,
         };
+        if let StoreSettings::Redis { url } = &settings.store {
+            crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
+                .await
+                .context("Redis does not persist")?;
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("could not listen on {}", settings.listen))?;

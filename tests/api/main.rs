@@ -5,6 +5,7 @@ mod abuse;
 mod cluster;
 mod demo;
 mod dial;
+mod durability;
 mod fixtures;
 mod gateways;
 mod helpers;
