@@ -393,6 +393,7 @@ impl Application {
                 },
                 sms,
                 metrics: metrics.clone(),
+                limits: Arc::new(settings.limits.clone()),
             }) as Arc<dyn JobHandler>
         });
         let state = AppState {

@@ -252,3 +252,42 @@ async fn delivery_reports_from_outside_the_allow_list_are_refused() {
     assert_eq!(response.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn over_the_daily_sms_ceiling_messages_wait_and_an_alert_counts() {
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![("DUKA_SMS_DAILY_LIMIT", "1".into())],
+        ..TestOptions::default()
+    })
+    .await;
+    let mut first = app.phone("0712201431");
+    let one = buy(&mut first).await;
+    crate::helpers::eventually("the first receipt", Duration::from_secs(20), || async {
+        app.message(&format!("{one}.r"))
+            .await
+            .filter(|m| m.status == duka::sms::outbox::SendStatus::Sent)
+    })
+    .await;
+    let mut second = app.phone("0712201432");
+    let two = buy(&mut second).await;
+    crate::helpers::eventually("the ceiling alert", Duration::from_secs(20), || async {
+        (app.state
+            .metrics
+            .counter("duka_sms_ceiling_reached_total", "")
+            > 0)
+        .then_some(())
+    })
+    .await;
+    let held = app.message(&format!("{two}.r")).await.expect("queued");
+    assert_eq!(held.status, duka::sms::outbox::SendStatus::Pending);
+    assert!(app
+        .sms()
+        .inbox(&duka::msisdn::Msisdn::parse("0712201432").unwrap())
+        .is_empty());
+    assert!(app
+        .state
+        .metrics
+        .render()
+        .contains("duka_sms_ceiling_reached_total"));
+    app.stop().await;
+}
