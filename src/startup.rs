@@ -390,6 +390,7 @@ impl Application {
                 payments: PaymentJobs {
                     daraja,
                     callback_url: settings.stk_callback_url(&public_url),
+                    limits: Arc::new(settings.limits.clone()),
                 },
                 sms,
                 metrics: metrics.clone(),

@@ -291,3 +291,61 @@ async fn over_the_daily_sms_ceiling_messages_wait_and_an_alert_counts() {
         .contains("duka_sms_ceiling_reached_total"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_phone_over_its_push_limit_gets_no_prompt_and_no_sms_and_can_still_pay_by_paybill() {
+    use duka::mpesa::Endpoint;
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![("DUKA_PUSH_LIMIT_SHORT", "2".into())],
+        ..TestOptions::default()
+    })
+    .await;
+    // Nobody answers the prompts: each order stays unpaid, as a victim's would.
+    let victim = duka::msisdn::Msisdn::parse("0712201441").unwrap();
+    app.mpesa()
+        .set_outcome_for(&victim, duka::sandbox::mpesa::Outcome::code(1032));
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let mut phone = app.phone("0712201441");
+        let number = buy(&mut phone).await;
+        // One at a time: the next push waits for this one's result anyway.
+        crate::helpers::eventually("the attempt to settle", Duration::from_secs(20), || async {
+            app.order(&number)
+                .await
+                .filter(|o| o.attempts.iter().all(|a| !a.is_open()))
+        })
+        .await;
+        orders.push(number);
+    }
+    let third = orders[2].clone();
+    let limited = crate::helpers::eventually(
+        "the third push to be refused",
+        Duration::from_secs(20),
+        || async {
+            app.order(&third).await.filter(|o| {
+                o.attempts.first().and_then(|a| a.error.as_deref())
+                    == Some(duka::payments::push_limit::PUSH_LIMITED)
+            })
+        },
+    )
+    .await;
+    assert!(limited.status.is_payable(), "{:?}", limited.status);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pushes = app.mpesa().requests_to(Endpoint::StkPush).len();
+    assert_eq!(pushes, 2, "two prompts reached Daraja");
+    assert_eq!(
+        app.state
+            .metrics
+            .counter("duka_stk_push_total", "outcome=\"limited\""),
+        1
+    );
+    // Failure notices for the two cancelled pushes, none for the refused one.
+    let texts: Vec<String> = app
+        .sms()
+        .inbox(&victim)
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert!(!texts.iter().any(|t| t.contains(&third)), "{texts:?}");
+    app.stop().await;
+}
