@@ -36,7 +36,8 @@ pub struct Limits {
     /// Start even if Redis does not persist (`DUKA_ALLOW_NO_PERSISTENCE=1`).
     pub allow_no_persistence: bool,
     /// Replicas a paid order must reach before Safaricom is answered (`DUKA_REDIS_WAIT_REPLICAS`);
-    /// `None`: 1 if Redis has a connected replica at start-up, else 0.
+    /// `None`: 1 if a single Redis has a connected replica at start-up, else 0 (set it on a
+    /// cluster with replicas).
     pub wait_replicas: Option<u32>,
     /// How long to wait for them (`DUKA_REDIS_WAIT_MS`).
     pub wait_timeout: Duration,

@@ -262,10 +262,16 @@ impl Application {
             Some(store) => store,
             None => connect_store(&settings.store).await?,
         };
+        let mut limits = settings.limits.clone();
         if let StoreSettings::Redis { url } = &settings.store {
-            crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
-                .await
-                .context("Redis does not persist")?;
+            let found =
+                crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
+                    .await
+                    .context("Redis does not persist")?;
+            limits.wait_replicas = Some(crate::durability::replicas_to_wait_for(
+                limits.wait_replicas,
+                &found,
+            ));
         }
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -409,7 +415,7 @@ impl Application {
             recorder,
             ussd: Arc::new(settings.ussd.clone()),
             readiness: Arc::default(),
-            limits: Arc::new(settings.limits.clone()),
+            limits: Arc::new(limits),
         };
         Ok(Self {
             listener,

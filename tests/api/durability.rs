@@ -185,3 +185,76 @@ async fn a_paid_order_and_its_receipt_survive_kill_9_of_redis() {
     assert_eq!(receipts.len(), 1, "the receipt went out once");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_paid_order_waits_for_the_replica_and_counts_when_it_cannot() {
+    let master = KillableRedis::start(&["--appendonly", "yes"]);
+    let replica_of = format!("127.0.0.1 {}", master.port);
+    let mut replica = KillableRedis::start(&["--appendonly", "no", "--replicaof", &replica_of]);
+    let client = redis::Client::open(master.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    eventually("the replica to connect", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            info.contains("state=online").then_some(())
+        }
+    })
+    .await;
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![
+            ("REDIS_URL", master.url()),
+            ("DUKA_ALLOW_NO_PERSISTENCE", "0".into()),
+            ("DUKA_REDIS_WAIT_MS", "300".into()),
+        ],
+        ..TestOptions::default()
+    })
+    .await;
+    assert_eq!(
+        app.state.limits.wait_replicas,
+        Some(1),
+        "one replica found at start-up"
+    );
+    let buy = |number: &'static str| {
+        let app = &app;
+        async move {
+            let mut phone = app.phone(number);
+            phone.dial().await;
+            for input in ["1", "2", "3", "2", "1"] {
+                phone.press(input).await;
+            }
+            let order = order_number_in(&phone.press("1").await);
+            eventually("paid", Duration::from_secs(20), || async {
+                app.order(&order)
+                    .await
+                    .filter(|o| o.status == OrderStatus::Paid)
+            })
+            .await;
+            order
+        }
+    };
+    buy("0712201511").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let short = || app.state.metrics.counter("duka_redis_wait_short_total", "");
+    assert_eq!(short(), 0);
+    // The replica gone, the next paid order cannot reach it: counted, still acknowledged.
+    replica.kill9();
+    redis::cmd("SET")
+        .arg("nudge")
+        .arg("1")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    buy("0712201512").await;
+    eventually(
+        "the short WAIT to be counted",
+        Duration::from_secs(5),
+        || async { (short() == 1).then_some(()) },
+    )
+    .await;
+    app.stop().await;
+}
