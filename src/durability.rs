@@ -141,6 +141,41 @@ pub async fn wait_for_replicas(
         .await
 }
 
+/// Called after a payment became paid, before Safaricom's callback is answered: `WAIT`s for the
+/// configured replicas of the order's master. Fewer acknowledgements than asked (or an error) is
+/// logged and counted (`duka_redis_wait_short_total`), and the callback is answered anyway: the
+/// payment is committed on the master, and a refused answer would not make Daraja resend it.
+pub async fn after_paid(app: &crate::startup::AppState, number: &str) {
+    let replicas = app.limits.wait_replicas.unwrap_or(0);
+    if replicas == 0 {
+        return;
+    }
+    let timeout_ms = app.limits.wait_timeout.as_millis() as u64;
+    let key = app.shop.keys.order(number);
+    match app
+        .shop
+        .store
+        .wait_replicas(&key, replicas, timeout_ms)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(acked)) if acked >= replicas => {}
+        Ok(Some(acked)) => {
+            app.metrics.inc("duka_redis_wait_short_total", &[]);
+            tracing::warn!(
+                order.number = number,
+                redis.replicas_acked = acked,
+                redis.replicas_wanted = replicas,
+                "a paid order reached fewer Redis replicas than DUKA_REDIS_WAIT_REPLICAS within DUKA_REDIS_WAIT_MS"
+            );
+        }
+        Err(e) => {
+            app.metrics.inc("duka_redis_wait_short_total", &[]);
+            tracing::warn!(order.number = number, error.message = %e, "could not WAIT for Redis replicas after a payment");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,40 +218,5 @@ mod tests {
         let found = check_persistence(&redis.url(), true).await.unwrap();
         assert_eq!(found.appendonly, Some(false));
         assert_eq!(found.connected_replicas, Some(0));
-    }
-}
-
-/// Called after a payment became paid, before Safaricom's callback is answered: `WAIT`s for the
-/// configured replicas of the order's master. Fewer acknowledgements than asked (or an error) is
-/// logged and counted (`duka_redis_wait_short_total`), and the callback is answered anyway: the
-/// payment is committed on the master, and a refused answer would not make Daraja resend it.
-pub async fn after_paid(app: &crate::startup::AppState, number: &str) {
-    let replicas = app.limits.wait_replicas.unwrap_or(0);
-    if replicas == 0 {
-        return;
-    }
-    let timeout_ms = app.limits.wait_timeout.as_millis() as u64;
-    let key = app.shop.keys.order(number);
-    match app
-        .shop
-        .store
-        .wait_replicas(&key, replicas, timeout_ms)
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(acked)) if acked >= replicas => {}
-        Ok(Some(acked)) => {
-            app.metrics.inc("duka_redis_wait_short_total", &[]);
-            tracing::warn!(
-                order.number = number,
-                redis.replicas_acked = acked,
-                redis.replicas_wanted = replicas,
-                "a paid order reached fewer Redis replicas than DUKA_REDIS_WAIT_REPLICAS within DUKA_REDIS_WAIT_MS"
-            );
-        }
-        Err(e) => {
-            app.metrics.inc("duka_redis_wait_short_total", &[]);
-            tracing::warn!(order.number = number, error.message = %e, "could not WAIT for Redis replicas after a payment");
-        }
     }
 }

@@ -39,8 +39,10 @@ impl Metrics {
         Self::default()
     }
 
-    /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted.
-    pub fn inc(&self, name: &'static str, labels: &[(&str, &str)]) {
+    /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted. Names and
+    /// label values are `&'static str`, so no label can come from a path, a session id or
+    /// input: the number of series stays bounded.
+    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
         let mut rendered = String::new();
         for (i, (key, value)) in labels.iter().enumerate() {
             if i > 0 {

@@ -54,9 +54,10 @@ async fn idle_and_slow_header_sockets_do_not_starve_a_real_hop() {
             if socket.write_all(b"s").await.is_err() {
                 break;
             }
-            match tokio::time::timeout(Duration::from_millis(200), socket.read(&mut buf)).await {
-                Ok(Ok(0) | Err(_)) => break,
-                _ => {}
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(200), socket.read(&mut buf)).await
+            {
+                break;
             }
         }
         started.elapsed()
