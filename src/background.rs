@@ -19,6 +19,8 @@ pub struct Background {
     pub payments: PaymentJobs,
     pub sms: AtSmsClient,
     pub metrics: Arc<Metrics>,
+    /// The abuse limits (the daily SMS ceiling).
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 #[async_trait]
@@ -40,7 +42,14 @@ impl JobHandler for Background {
                 }
                 Job::Expire { order } => self.payments.expire(shop, order).await,
                 Job::Sms { message } => {
-                    crate::sms::worker::deliver(shop, &self.sms, &self.metrics, message).await
+                    crate::sms::worker::deliver(
+                        shop,
+                        &self.sms,
+                        &self.metrics,
+                        message,
+                        self.limits.sms_daily_limit,
+                    )
+                    .await
                 }
             }
         }

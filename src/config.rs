@@ -87,6 +87,8 @@ pub struct Settings {
     /// `DUKA_SESSION_CACHE`: how many sessions this node remembers to skip the hop's read
     /// (0 turns the cache off; see [`crate::session::cache`]).
     pub session_cache: usize,
+    /// The abuse and durability limits.
+    pub limits: crate::limits::Limits,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -237,6 +239,7 @@ impl Settings {
             ip_list("MPESA_ALLOWED_IPS", var("MPESA_ALLOWED_IPS"), &mut problems);
         let ussd = ussd_guard(&var, &mut problems);
         let record_filter = record_filter(&var, &mut problems);
+        let limits = crate::limits::Limits::from_lookup(&var, &mut problems);
 
         let sms = match (var("AT_BASE_URL"), var("AT_USERNAME"), var("AT_API_KEY")) {
             (None, None, None) => SmsSettings::Sandbox,
@@ -292,6 +295,7 @@ impl Settings {
             record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
             session_cache: session_cache(var("DUKA_SESSION_CACHE"), &mut problems),
+            limits,
         };
         if problems.is_empty() {
             Ok(settings)
@@ -470,7 +474,7 @@ fn record_filter(
 }
 
 /// A comma-separated list of addresses and CIDRs; every bad entry is a problem.
-fn ip_list(name: &str, raw: Option<String>, problems: &mut Vec<String>) -> Vec<IpNet> {
+pub(crate) fn ip_list(name: &str, raw: Option<String>, problems: &mut Vec<String>) -> Vec<IpNet> {
     let Some(raw) = raw else {
         return Vec::new();
     };
@@ -487,15 +491,19 @@ fn ip_list(name: &str, raw: Option<String>, problems: &mut Vec<String>) -> Vec<I
         .collect()
 }
 
+/// Whether `secret` can be a secret URL path segment: at least 16 letters, digits, - or _.
+pub(crate) fn is_path_secret(secret: &str) -> bool {
+    secret.len() >= 16
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The USSD routes' secret path segment and allow-lists.
 fn ussd_guard(var: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> UssdGuard {
     let secret = var("DUKA_USSD_SECRET");
     if let Some(secret) = &secret {
-        if secret.len() < 16
-            || !secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_path_secret(secret) {
             problems.push(
                 "DUKA_USSD_SECRET: use at least 16 letters, digits, - or _ (it is a URL path segment)"
                     .to_owned(),

@@ -195,6 +195,19 @@ impl Keys {
     pub fn sms_orphan(&self, message_id: &str) -> String {
         format!("{}{{atsms-orphan:{message_id}}}", self.prefix)
     }
+
+    /// SMS claimed for sending on EAT day `day` (the shop's daily ceiling), one slot.
+    pub fn sms_day_count(&self, day: i64) -> String {
+        format!("{}{{sms-day}}:{day}", self.prefix)
+    }
+
+    /// When `payer` was last sent STK pushes (prompt-bombing limit), in the payer's shard.
+    pub fn push_history(&self, payer: &Msisdn) -> String {
+        self.sharded(
+            shard_of(payer.digits()),
+            format_args!("pushes:{}", payer.digits()),
+        )
+    }
 }
 
 #[cfg(test)]

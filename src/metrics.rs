@@ -41,11 +41,13 @@ impl Metrics {
         Self::default()
     }
 
-    /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted.
+    /// Adds one to `name{labels}`. Labels are `key="value"` pairs, already formatted. Names and
+    /// label values are `&'static str`, so no label can come from a path, a session id or
+    /// input: the number of series stays bounded.
     ///
     /// Every hop calls this, so the labels are rendered into a reused per-thread buffer and the
     /// counter is looked up by it: no allocation once the counter exists.
-    pub fn inc(&self, name: &'static str, labels: &[(&str, &str)]) {
+    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
         thread_local! {
             static RENDERED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub operator: Option<Arc<crate::operator::endpoint::OperatorAccess>>,
     /// What `/readyz` answered last, so only changes are logged.
     pub readiness: Arc<crate::telemetry::ReadinessLog>,
+    /// The abuse and durability limits.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// Who may post payment callbacks.
@@ -85,7 +87,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::gateway::guard::routes(&state.ussd))
         .merge(crate::payments::callbacks::router())
-        .merge(crate::sms::delivery::router())
+        .merge(crate::sms::delivery::router(&state.limits))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         // The demo's controls, loopback only: sandbox prompts, paybill and SMS inbox, and the
@@ -196,6 +198,31 @@ pub async fn connect_store(settings: &StoreSettings) -> anyhow::Result<SharedSto
     })
 }
 
+/// Where Africa's Talking posts delivery reports: the secret path when `AT_CALLBACK_SECRET` is set.
+pub fn delivery_url(public_url: &str, limits: &crate::limits::Limits) -> String {
+    use secrecy::ExposeSecret as _;
+    match &limits.at_callback_secret {
+        Some(secret) => format!("{public_url}/sms/{}/delivery", secret.expose_secret()),
+        None => format!("{public_url}/sms/delivery"),
+    }
+}
+
+/// With real SMS, forged delivery reports and end-of-session notifications cost the shop: say so
+/// loudly when nothing guards them.
+fn warn_if_reports_unguarded(settings: &Settings) {
+    let limits = &settings.limits;
+    if limits.at_callback_secret.is_none() && limits.at_allowed_ips.is_empty() {
+        tracing::warn!(
+            "neither AT_CALLBACK_SECRET nor AT_ALLOWED_IPS is set: ANYONE can post SMS delivery reports to /sms/delivery"
+        );
+    }
+    if settings.ussd.secret.is_none() && settings.ussd.allowed_for("africastalking").is_empty() {
+        tracing::warn!(
+            "neither DUKA_USSD_SECRET nor DUKA_USSD_ALLOWED_IPS[_AFRICASTALKING] is set: ANYONE can forge USSD hops and end-of-session notifications (PIN prompts, nudge SMS)"
+        );
+    }
+}
+
 /// A Redis URL without its password, for messages.
 fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -217,6 +244,8 @@ pub struct Application {
     public_url: String,
     /// Read again on `SIGHUP` (see [`crate::reload`]).
     menus_dir: std::path::PathBuf,
+    /// The abuse and durability limits.
+    limits: crate::limits::Limits,
 }
 
 impl Application {
@@ -233,6 +262,17 @@ impl Application {
             Some(store) => store,
             None => connect_store(&settings.store).await?,
         };
+        let mut limits = settings.limits.clone();
+        if let StoreSettings::Redis { url } = &settings.store {
+            let found =
+                crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
+                    .await
+                    .context("Redis does not persist")?;
+            limits.wait_replicas = Some(crate::durability::replicas_to_wait_for(
+                limits.wait_replicas,
+                &found,
+            ));
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("could not listen on {}", settings.listen))?;
@@ -291,8 +331,9 @@ impl Application {
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
                 let sandbox = SmsSandbox::start(SmsSandboxConfig {
-                    delivery_reports: Some(DeliveryReports::to(format!(
-                        "{public_url}/sms/delivery"
+                    delivery_reports: Some(DeliveryReports::to(delivery_url(
+                        &public_url,
+                        &settings.limits,
                     ))),
                     ..SmsSandboxConfig::default()
                 })
@@ -312,6 +353,7 @@ impl Application {
                 api_key,
                 sender_id,
             } => {
+                warn_if_reports_unguarded(&settings);
                 let mut config =
                     AtSmsConfig::new(base_url.clone(), username.clone(), api_key.clone());
                 config.sender_id.clone_from(sender_id);
@@ -355,9 +397,11 @@ impl Application {
                 payments: PaymentJobs {
                     daraja,
                     callback_url: settings.stk_callback_url(&public_url),
+                    limits: Arc::new(settings.limits.clone()),
                 },
                 sms,
                 metrics: metrics.clone(),
+                limits: Arc::new(settings.limits.clone()),
             }) as Arc<dyn JobHandler>
         });
         let state = AppState {
@@ -372,6 +416,7 @@ impl Application {
             recorder,
             ussd: Arc::new(settings.ussd.clone()),
             readiness: Arc::default(),
+            limits: Arc::new(limits),
         };
         Ok(Self {
             listener,
@@ -381,6 +426,7 @@ impl Application {
             sandboxes,
             public_url,
             menus_dir: settings.menus_dir.clone(),
+            limits: settings.limits.clone(),
         })
     }
 
@@ -453,11 +499,16 @@ impl Application {
             tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
         }
         let app = router(self.state.clone());
-        let served = axum::serve(
+        crate::serve::check_open_files(self.limits.max_connections);
+        let served = crate::serve::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            crate::serve::ServeLimits {
+                max_connections: self.limits.max_connections,
+                header_read_timeout: self.limits.header_read_timeout,
+            },
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_tx.send(true);
         if let Some(worker) = worker {

@@ -189,6 +189,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and metrics: `memory`, `redis`, `redis-cluster`.
     fn kind(&self) -> &'static str;
+
+    /// Waits until the writes so far reached `replicas` replicas of the server that owns
+    /// `slot_key`'s slot, or `timeout_ms` passed (`WAIT`); returns how many did. `None`: this
+    /// store has no replicas to wait for.
+    async fn wait_replicas(
+        &self,
+        _slot_key: &str,
+        _replicas: u32,
+        _timeout_ms: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// The store as the application holds it.

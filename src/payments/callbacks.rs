@@ -170,6 +170,7 @@ async fn stk_callback(
             }
             if settled.outcome.became_paid {
                 tracing::info!("order {} paid by STK push", entry.order);
+                crate::durability::after_paid(&app, &entry.order).await;
             }
             if let Some(attempt) = settled.order.attempt(entry.attempt) {
                 if !attempt.is_open() {
@@ -321,6 +322,7 @@ async fn c2b_confirm(
             }
             if settled.outcome.became_paid {
                 tracing::info!("order {number} paid by paybill");
+                crate::durability::after_paid(&app, &number).await;
             }
             ack()
         }

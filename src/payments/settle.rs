@@ -118,7 +118,12 @@ pub async fn settle(
             order.messages.push(message.id.clone());
             jobs.push(outbox::enqueue(shop, &mut batch, &message));
         }
-        if let Some(attempt) = outcome.attempt_failed {
+        // An attempt refused by the prompt-bombing limit sends no SMS: see `push_limit`.
+        let limited = |attempt: u32| {
+            order.attempt(attempt).and_then(|a| a.error.as_deref())
+                == Some(super::push_limit::PUSH_LIMITED)
+        };
+        if let Some(attempt) = outcome.attempt_failed.filter(|a| !limited(*a)) {
             let result_code = order.attempt(attempt).and_then(|a| a.result_code);
             let message = OutboxMessage::new(
                 outbox::failure_notice_id(number, attempt),

@@ -43,6 +43,18 @@ pub struct StkIndexEntry {
 pub struct PaymentJobs {
     pub daraja: DarajaClient,
     pub callback_url: String,
+    /// The prompt-bombing limits ([`super::push_limit`]).
+    pub limits: std::sync::Arc<crate::limits::Limits>,
+}
+
+/// What the pending-push lock said.
+enum Gate {
+    /// Ours: push.
+    Go,
+    /// Another push is pending on the phone.
+    Busy,
+    /// The phone had too many pushes; room again at this time.
+    Limited(i64),
 }
 
 impl PaymentJobs {
@@ -78,16 +90,36 @@ impl PaymentJobs {
                 .await;
         }
         let lock_owner = format!("{number}:{attempt}");
+        let limited = |until_ms: Option<i64>| {
+            metrics.inc("duka_stk_push_total", &[("outcome", "limited")]);
+            tracing::warn!(
+                order.number = number,
+                msisdn.masked = %payer,
+                retry_at_ms = until_ms,
+                "STK push refused by the prompt-bombing limit; the order stays payable by paybill"
+            );
+            Event::PushFailed {
+                attempt,
+                error: super::push_limit::PUSH_LIMITED.into(),
+                ambiguous: false,
+            }
+        };
+        if super::push_limit::over_order_limit(attempt, &self.limits) {
+            return self.record(shop, number, limited(None)).await;
+        }
         match self.take_lock(shop, &payer, &lock_owner).await {
-            Ok(true) => {}
-            Ok(false) if waited < PUSH_PATIENCE_MS => {
+            Ok(Gate::Go) => {}
+            Ok(Gate::Limited(until_ms)) => {
+                return self.record(shop, number, limited(Some(until_ms))).await;
+            }
+            Ok(Gate::Busy) if waited < PUSH_PATIENCE_MS => {
                 tracing::info!(
                     order.number = number,
                     "another payment prompt is pending on this phone; waiting"
                 );
                 return JobOutcome::RetryAt(now + 15_000);
             }
-            Ok(false) => {
+            Ok(Gate::Busy) => {
                 return self
                     .record(
                         shop,
@@ -312,22 +344,50 @@ impl PaymentJobs {
     }
 
     /// Takes the phone's pending-push lock for `owner` (or finds it already ours).
+    /// Takes the phone's pending-push lock and counts the push against the phone's limits, in
+    /// one guarded commit (see [`super::push_limit`]).
     async fn take_lock(
         &self,
         shop: &Shop,
         payer: &Msisdn,
         owner: &str,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<Gate, crate::store::StoreError> {
         let key = shop.keys.stk_lock(payer);
-        let mut batch = Batch::new();
-        batch
-            .guard(&key, None)
-            .set(&key, owner.as_bytes().to_vec(), Some(STK_LOCK_TTL_MS));
-        if shop.store.commit(&batch).await? == Commit::Applied {
-            return Ok(true);
+        let history_key = shop.keys.push_history(payer);
+        for _ in 0..5 {
+            let values = shop.store.get(&[key.clone(), history_key.clone()]).await?;
+            let held = values.first().cloned().flatten();
+            let history_raw = values.get(1).cloned().flatten();
+            match held.as_deref() {
+                Some(held) if held == owner.as_bytes() => return Ok(Gate::Go),
+                Some(_) => return Ok(Gate::Busy),
+                None => {}
+            }
+            let history: super::push_limit::PushHistory =
+                crate::store::from_json(history_raw.as_deref()).unwrap_or_default();
+            let now = shop.clock.now_ms();
+            let counted = history.iter().any(|(_, o)| o == owner);
+            if !counted {
+                if let Err(until_ms) = super::push_limit::check(&history, now, &self.limits) {
+                    return Ok(Gate::Limited(until_ms));
+                }
+            }
+            let history = super::push_limit::record(history, now, owner, &self.limits);
+            let mut batch = Batch::new();
+            batch
+                .guard(&key, None)
+                .set(&key, owner.as_bytes().to_vec(), Some(STK_LOCK_TTL_MS))
+                .guard(&history_key, history_raw.as_deref())
+                .set(
+                    &history_key,
+                    crate::store::to_json(&history),
+                    Some(self.limits.push_day.window_ms as u64),
+                );
+            if shop.store.commit(&batch).await? == Commit::Applied {
+                return Ok(Gate::Go);
+            }
         }
-        let held = shop.store.get_one(&key).await?;
-        Ok(held.as_deref() == Some(owner.as_bytes()))
+        Ok(Gate::Busy)
     }
 
     /// Frees the phone for the next push (best effort: the lock expires by itself).

@@ -1,5 +1,8 @@
 //! `POST /sms/delivery`: Africa's Talking's delivery reports, recorded against the outbox message.
 //!
+//! Who may post them is [`super::report_guard`]'s business; a report naming another phone than
+//! its message's is ignored.
+//!
 //! Reports repeat and arrive out of order, so a report is applied only when it moves the status
 //! forward; the first final status wins ([`should_apply`]). Every report is kept raw on the
 //! message. A report for an id Duka never saw is kept as an orphan, and if the phone has a
@@ -38,8 +41,21 @@ struct PhoneOrphan {
     at_ms: i64,
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/sms/delivery", post(delivery_report))
+/// The report routes: `POST /sms/delivery`, and `POST /sms/{secret}/delivery` when
+/// `AT_CALLBACK_SECRET` is set (see [`crate::sms::report_guard`]).
+pub fn router(limits: &crate::limits::Limits) -> Router<AppState> {
+    let mut routes = Router::new().route("/sms/delivery", post(delivery_report));
+    if let Some(secret) = &limits.at_callback_secret {
+        use secrecy::ExposeSecret as _;
+        routes = routes.route(
+            &format!("/sms/{}/delivery", secret.expose_secret()),
+            post(delivery_report),
+        );
+    }
+    routes.layer(axum::middleware::from_fn_with_state(
+        std::sync::Arc::new(super::report_guard::ReportGuard::new(limits)),
+        super::report_guard::check,
+    ))
 }
 
 /// What a report did.
@@ -237,6 +253,16 @@ async fn apply(
         let Some(mut message) = from_json::<OutboxMessage>(stored.as_deref()) else {
             return Ok(Applied::Orphan);
         };
+        // A report names the phone it was delivered to: it may only move a message sent there.
+        if let Some(phone) = &report.phone_number {
+            if phone.msisdn().as_ref() != Some(&message.to) {
+                tracing::warn!(
+                    msisdn.masked = %phone.masked(),
+                    "a delivery report for another phone than its message's; ignored"
+                );
+                return Ok(Applied::Ignored);
+            }
+        }
         let settles = settling_uncertain && message.status == SendStatus::Uncertain;
         if settling_uncertain && !settles {
             return Ok(Applied::Orphan);

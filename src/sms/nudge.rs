@@ -5,7 +5,8 @@
 //! order empties it, so a full cart means no order), they get one SMS saying the cart is kept and
 //! how to finish, at most one per phone per day (East Africa Time). The day is recorded in the
 //! profile in the same commit that queues the message, so two notifications racing each other,
-//! on any nodes, send one nudge.
+//! on any nodes, send one nudge. Only a session Duka served, for the phone it served, can
+//! nudge: the notification's session id and phone must name a session record.
 
 use super::messages;
 use super::outbox::{self, MessageKind, OutboxMessage};
@@ -35,11 +36,21 @@ pub async fn nudge_after_drop_off(shop: &Shop, end: &SessionEnd) -> Result<bool,
     }
     let cart_key = shop.keys.cart(&end.msisdn);
     let profile_key = shop.keys.profile(&end.msisdn);
+    // The session as Duka served it, for this phone: a notification for a session id Duka never
+    // answered, or for another phone than the one it served, nudges no one.
+    let session_key = shop.keys.session(&end.msisdn, &end.session_id);
     for _ in 0..3 {
         let values = shop
             .store
-            .get(&[cart_key.clone(), profile_key.clone()])
+            .get(&[cart_key.clone(), profile_key.clone(), session_key.clone()])
             .await?;
+        if values.get(2).cloned().flatten().is_none() {
+            tracing::info!(
+                msisdn.masked = %end.msisdn.masked(),
+                "end of a session Duka did not serve for this phone; no nudge"
+            );
+            return Ok(false);
+        }
         let (cart_raw, profile_raw) = (values[0].clone(), values.get(1).cloned().flatten());
         let cart: Cart = from_json(cart_raw.as_deref()).unwrap_or_default();
         let mut profile: Profile = from_json(profile_raw.as_deref()).unwrap_or_default();

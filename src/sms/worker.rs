@@ -91,8 +91,14 @@ async fn transition(
 
 /// Sends the message `id` if it is still owed. Idempotent: a message not `pending` is left alone
 /// (a `sending` one, left by a worker that died mid-send, becomes `uncertain`).
-pub async fn deliver(shop: &Shop, client: &AtSmsClient, metrics: &Metrics, id: &str) -> JobOutcome {
-    match deliver_inner(shop, client, metrics, id).await {
+pub async fn deliver(
+    shop: &Shop,
+    client: &AtSmsClient,
+    metrics: &Metrics,
+    id: &str,
+    daily_limit: u64,
+) -> JobOutcome {
+    match deliver_inner(shop, client, metrics, id, daily_limit).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::warn!(error.message = %e, sms.id = id, "store failed while delivering an SMS; retrying soon");
@@ -106,6 +112,7 @@ async fn deliver_inner(
     client: &AtSmsClient,
     metrics: &Metrics,
     id: &str,
+    daily_limit: u64,
 ) -> Result<JobOutcome, StoreError> {
     // A worker that died between "sending" and the answer: the SMS may be out. Never resend.
     if let Some(message) = transition(shop, id, SendStatus::Sending, |m| {
@@ -118,6 +125,24 @@ async fn deliver_inner(
         tracing::warn!(sms.id = id, msisdn.masked = %message.to, "an SMS was left mid-send by a stopped worker; marked uncertain, not resent");
         remember_uncertain(shop, &message).await?;
         return Ok(JobOutcome::Done);
+    }
+    // The shop's daily ceiling, counted before the claim (see [`super::ceiling`]).
+    let pending =
+        from_json::<OutboxMessage>(shop.store.get_one(&shop.keys.message(id)).await?.as_deref())
+            .filter(|m| m.status == SendStatus::Pending);
+    let Some(pending) = pending else {
+        return Ok(JobOutcome::Done);
+    };
+    if !super::ceiling::take(shop, pending.kind, daily_limit).await? {
+        metrics.inc("duka_sms_ceiling_reached_total", &[]);
+        tracing::warn!(
+            sms.id = id,
+            sms.daily_limit = daily_limit,
+            "the shop's daily SMS ceiling (DUKA_SMS_DAILY_LIMIT) is reached; the message waits"
+        );
+        return Ok(JobOutcome::RetryAt(
+            shop.clock.now_ms() + super::ceiling::HOLD_MS,
+        ));
     }
     let Some(message) = transition(shop, id, SendStatus::Pending, |m| {
         m.status = SendStatus::Sending;

@@ -346,4 +346,32 @@ impl Store for RedisStore {
             Connection::Cluster(_) => "redis-cluster",
         }
     }
+
+    /// `WAIT` on the connection that made the writes, or on a cluster on the master of
+    /// `slot_key`'s slot. The timeout is Redis's; the response timeout allows for it.
+    async fn wait_replicas(
+        &self,
+        slot_key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout_ms);
+        let acknowledged: u32 = match &self.connection {
+            Connection::Single(_) => self.query(&wait).await?,
+            Connection::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(crate::keys::cluster_slot(slot_key), SlotAddr::Master),
+                ));
+                let value = c
+                    .connection()
+                    .route_command(wait, route)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                redis::from_redis_value(value).map_err(|e| StoreError::Unavailable(e.into()))?
+            }
+        };
+        Ok(Some(acknowledged))
+    }
 }

@@ -88,6 +88,8 @@ impl TestApp {
                 options.prefix.clone().unwrap_or_else(random_prefix),
             ),
             ("MPESA_CALLBACK_SECRET".into(), secret.clone()),
+            // The throwaway Redis keeps nothing on disk (tests/api/durability.rs turns it on).
+            ("DUKA_ALLOW_NO_PERSISTENCE".into(), "1".into()),
         ]);
         let redis = match options.store {
             StoreKind::Redis => {

@@ -1,9 +1,11 @@
 //! The integration tests: one binary that drives Duka over HTTP the way Africa's Talking and
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
+mod abuse;
 mod cluster;
 mod demo;
 mod dial;
+mod durability;
 mod fixtures;
 mod gateways;
 mod helpers;
