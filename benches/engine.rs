@@ -57,6 +57,7 @@ impl Phone {
             profile: &self.profile,
             paybill: "174379",
             new_order_number: "D7K2Q9",
+            push_blocked_until_ms: None,
             now_ms: 1_700_000_000_000,
         }
     }
@@ -89,6 +90,7 @@ impl Phone {
             hops: 6,
             hop_id: None,
             at_ms: 0,
+            push_blocked_until_ms: None,
         }
     }
 }
@@ -218,6 +220,7 @@ fn hop(c: &mut Criterion) {
                 profile: &profile,
                 paybill: "174379",
                 new_order_number: "D7K2Q9",
+                push_blocked_until_ms: None,
                 now_ms: 1_700_000_000_000,
             };
             let step = menu::step(&hop, &session.menu, "3");
@@ -228,6 +231,7 @@ fn hop(c: &mut Criterion) {
                 hops: session.hops + 1,
                 hop_id: None,
                 at_ms: 0,
+                push_blocked_until_ms: None,
             };
             let encoded_session = serde_json::to_vec(&record).expect("encodes");
             let encoded_cart = serde_json::to_vec(&step.cart).expect("encodes");

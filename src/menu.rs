@@ -165,6 +165,10 @@ pub struct Hop<'a> {
     pub new_order_number: &'a str,
     /// Milliseconds since the Unix epoch.
     pub now_ms: i64,
+    /// Until when no STK push may go to this phone (the prompt-bombing limit, as read when the
+    /// session started; see [`crate::payments::push_limit`]). The push job enforces the limit;
+    /// this lets checkout tell the shopper instead of promising a prompt.
+    pub push_blocked_until_ms: Option<i64>,
 }
 
 /// What a step returns: the screen, and the whole new state of the session, cart and profile.

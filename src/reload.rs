@@ -94,6 +94,7 @@ mod tests {
                 session_ttl_ms: 300_000,
                 resend_window_ms: crate::session::RESEND_WINDOW_MS,
                 session_cache: crate::session::cache::DEFAULT_CAPACITY,
+                push_limits: crate::limits::Limits::default(),
             },
             Clock::system(),
             Some(1),

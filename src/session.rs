@@ -60,6 +60,11 @@ pub struct SessionRecord {
     /// within [`RESEND_WINDOW_MS`] is a retransmission.
     #[serde(rename = "a", default)]
     pub at_ms: i64,
+    /// Until when the prompt-bombing limit holds STK pushes to this phone, as read at the
+    /// session's last read of the store (its first hop, or a hop on another node): a cached
+    /// hop reads nothing, so checkout learns the limit from here. The push job enforces it.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub push_blocked_until_ms: Option<i64>,
 }
 
 /// How soon the same input again, on a per-hop gateway that numbers no hops, is taken for the
@@ -203,6 +208,14 @@ fn decode<T: for<'de> Deserialize<'de>>(raw: Option<&[u8]>, what: &str) -> Optio
     }
 }
 
+/// Until when the prompt-bombing limit holds pushes to the phone whose history this is.
+fn push_blocked_until(shop: &Shop, history: Option<&Option<Vec<u8>>>) -> Option<i64> {
+    let history: crate::payments::push_limit::PushHistory =
+        crate::store::from_json(history.and_then(Option::as_deref)).unwrap_or_default();
+    crate::payments::push_limit::check(&history, shop.clock.now_ms(), &shop.settings.push_limits)
+        .err()
+}
+
 /// The session, cart and profile from the first three values of a read or a conflict.
 fn records_of(values: Vec<Option<Vec<u8>>>) -> Result<Records, StoreError> {
     let mut values = values.into_iter();
@@ -236,7 +249,7 @@ fn walk(
     resumed: Option<(MenuState, Reply)>,
     inputs: &[String],
     order_number: &str,
-    now_ms: i64,
+    (now_ms, push_blocked_until_ms): (i64, Option<i64>),
 ) -> Walked {
     let mut walked = Walked {
         state: MenuState::default(),
@@ -257,6 +270,7 @@ fn walk(
             paybill: &shop.settings.paybill,
             new_order_number: order_number,
             now_ms,
+            push_blocked_until_ms,
         });
         walked.cart = step.cart;
         walked.profile = step.profile;
@@ -291,7 +305,15 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
     let session_key = shop.keys.session(&req.msisdn, &req.session_id);
     let cart_key = shop.keys.cart(&req.msisdn);
     let profile_key = shop.keys.profile(&req.msisdn);
-    let keys = [session_key.clone(), cart_key.clone(), profile_key.clone()];
+    // The phone's push history rides along in the same read: checkout needs the prompt limit.
+    let keys = [
+        session_key.clone(),
+        cart_key.clone(),
+        profile_key.clone(),
+        shop.keys.push_history(&req.msisdn),
+    ];
+    // The limit as this hop read it; `None` when it planned from the cache or a conflict.
+    let mut read_block: Option<Option<i64>> = None;
     let mut lang = Lang::default();
     // What the store holds, as far as this hop knows: the cache's guess first, if any; then
     // what a read or a conflicting commit returned.
@@ -309,6 +331,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     .get(&keys)
                     .await
                     .map_err(|source| HopError::Store { source, lang })?;
+                read_block = Some(push_blocked_until(shop, values.get(3)));
                 records_of(values).map_err(|source| HopError::Store { source, lang })?
             }
         };
@@ -322,6 +345,8 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
         lang = profile.lang();
         let now_ms = shop.clock.now_ms();
+        let push_blocked_until_ms =
+            read_block.unwrap_or_else(|| session.as_ref().and_then(|s| s.push_blocked_until_ms));
 
         let (inputs, resumed, hops) = match (
             plan(
@@ -368,7 +393,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 resumed.clone(),
                 &inputs,
                 order_number,
-                now_ms,
+                (now_ms, push_blocked_until_ms),
             )
         };
         // Only a checkout needs an order number, and drawing one costs ~64 tries: walk without
@@ -401,6 +426,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             hops: hops + 1,
             hop_id: req.hop_id.clone(),
             at_ms: now_ms,
+            push_blocked_until_ms,
         };
 
         let mut batch = Batch::new();
@@ -544,6 +570,7 @@ mod tests {
             hops: 1,
             hop_id: None,
             at_ms: 0,
+            push_blocked_until_ms: None,
         }
     }
 

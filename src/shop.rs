@@ -71,6 +71,8 @@ pub struct ShopSettings {
     pub resend_window_ms: i64,
     /// How many sessions the node's [`SessionCache`] holds (`DUKA_SESSION_CACHE`; 0: off).
     pub session_cache: usize,
+    /// The prompt-bombing limits, which checkout shows (the push job enforces them).
+    pub push_limits: crate::limits::Limits,
 }
 
 /// The shared core of a running Duka.

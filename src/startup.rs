@@ -373,6 +373,7 @@ impl Application {
                 session_ttl_ms: settings.session_ttl.as_millis() as u64,
                 resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
                 session_cache: settings.session_cache,
+                push_limits: settings.limits.clone(),
             },
             options.clock,
             options.seed,

@@ -123,6 +123,7 @@ pub fn replay(catalog: &Catalog, text: &str) -> Reply {
             profile: &profile,
             paybill: "174379",
             new_order_number: "BENCH1",
+            push_blocked_until_ms: None,
             now_ms: 1_700_000_000_000,
         };
         let step = match input {

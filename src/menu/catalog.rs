@@ -113,6 +113,8 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("order.paybill", &["total", "paybill", "order"]),
     ("order.placed", &["order", "total", "paybill"]),
     ("order.placed_queued", &["order", "total", "paybill"]),
+    ("order.placed_limited", &["order", "time"]),
+    ("order.prompt_limited", &["time"]),
     ("order.placed_paybill", &["order", "total", "paybill"]),
     ("order.prompt_sent", &["total", "order"]),
     ("language.changed", &[]),

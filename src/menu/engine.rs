@@ -575,6 +575,10 @@ impl<'h, 'a> Session<'h, 'a> {
                 None => self.invalid(),
             },
             Screen::Order(number) => match self.summary(&number) {
+                Some(_) if input == "1" && self.hop.mpesa && self.push_blocked().is_some() => {
+                    let until = self.push_blocked().unwrap_or_default();
+                    Outcome::End(render::prompt_limited(self.catalog, self.lang(), until))
+                }
                 Some(order) if input == "1" && order.status.is_payable() && self.hop.mpesa => {
                     let text = render::prompt_sent(self.catalog, self.lang(), &number, order.total);
                     self.effects.push(Effect::PayAgain {
@@ -741,6 +745,13 @@ impl<'h, 'a> Session<'h, 'a> {
         })
     }
 
+    /// Until when the prompt-bombing limit holds pushes to this phone, if it does now.
+    fn push_blocked(&self) -> Option<i64> {
+        self.hop
+            .push_blocked_until_ms
+            .filter(|until| *until > self.hop.now_ms)
+    }
+
     /// Places the cart as an order, and ends the session so that the phone can show the
     /// M-Pesa prompt to `payer`; with no `payer`, no prompt is sent and the END screen gives
     /// the paybill instructions.
@@ -757,6 +768,13 @@ impl<'h, 'a> Session<'h, 'a> {
             return self.hint_max("hint.order_max", Kes::whole(MAX_ORDER_TOTAL));
         }
         let number = self.hop.new_order_number.to_owned();
+        // The shopper's own phone over the prompt limit: no push (the job would refuse it);
+        // the order waits, payable from My orders once the limit lifts, or by paybill.
+        let limited = match &payer {
+            Some(p) if p == self.hop.msisdn => self.push_blocked(),
+            _ => None,
+        };
+        let payer = if limited.is_some() { None } else { payer };
         let placed = match &payer {
             None => Placed::Paybill,
             // Measured before this order joins the profile.
@@ -783,6 +801,14 @@ impl<'h, 'a> Session<'h, 'a> {
             },
         );
         self.profile.orders.truncate(Profile::MAX_ORDERS);
+        if let Some(until) = limited {
+            return Outcome::End(render::order_placed_limited(
+                self.catalog,
+                lang,
+                &number,
+                until,
+            ));
+        }
         Outcome::End(render::order_placed(
             self.catalog,
             lang,

@@ -635,6 +635,38 @@ pub(crate) fn order_placed(
     )
 }
 
+/// The END screen at checkout when the phone has had too many payment prompts.
+pub(crate) fn order_placed_limited(
+    catalog: &Catalog,
+    lang: Lang,
+    number: &str,
+    until_ms: i64,
+) -> String {
+    catalog.text(
+        lang,
+        "order.placed_limited",
+        &[("order", number), ("time", &eat_clock(until_ms))],
+    )
+}
+
+/// The END screen for "Pay again" when the phone has had too many payment prompts.
+pub(crate) fn prompt_limited(catalog: &Catalog, lang: Lang, until_ms: i64) -> String {
+    catalog.text(
+        lang,
+        "order.prompt_limited",
+        &[("time", &eat_clock(until_ms))],
+    )
+}
+
+/// `HH:MM` in Nairobi (EAT, UTC+3, no daylight saving), rounded up to the next minute so that
+/// the time shown is never before the limit lifts.
+pub(crate) fn eat_clock(at_ms: i64) -> String {
+    const MINUTE_MS: i64 = 60_000;
+    let minutes = (at_ms + 3 * 60 * MINUTE_MS + MINUTE_MS - 1).div_euclid(MINUTE_MS);
+    let of_day = minutes.rem_euclid(24 * 60);
+    format!("{:02}:{:02}", of_day / 60, of_day % 60)
+}
+
 /// The END screen after "Pay again".
 pub(crate) fn prompt_sent(catalog: &Catalog, lang: Lang, number: &str, total: Kes) -> String {
     catalog.text(

@@ -305,25 +305,53 @@ async fn a_phone_over_its_push_limit_gets_no_prompt_and_no_sms_and_can_still_pay
     let victim = duka::msisdn::Msisdn::parse("0712201441").unwrap();
     app.mpesa()
         .set_outcome_for(&victim, duka::sandbox::mpesa::Outcome::code(1032));
-    let mut orders = Vec::new();
-    for _ in 0..3 {
+    let settled = |number: String| {
+        let app = &app;
+        async move {
+            crate::helpers::eventually("the attempt to settle", Duration::from_secs(20), || async {
+                app.order(&number)
+                    .await
+                    .filter(|o| o.attempts.iter().all(|a| !a.is_open()))
+            })
+            .await
+        }
+    };
+    for _ in 0..2 {
         let mut phone = app.phone("0712201441");
         let number = buy(&mut phone).await;
         // One at a time: the next push waits for this one's result anyway.
-        crate::helpers::eventually("the attempt to settle", Duration::from_secs(20), || async {
-            app.order(&number)
-                .await
-                .filter(|o| o.attempts.iter().all(|a| !a.is_open()))
-        })
-        .await;
-        orders.push(number);
+        settled(number).await;
     }
-    let third = orders[2].clone();
+
+    // The victim's own third checkout is told on the screen, and no push is even queued.
+    let mut phone = app.phone("0712201441");
+    phone.dial().await;
+    for input in ["1", "2", "3", "2", "1"] {
+        phone.press(input).await;
+    }
+    let end = phone.press("1").await;
+    assert!(
+        end.contains("Too many payment prompts") && end.contains(" after "),
+        "{end}"
+    );
+    let third = crate::helpers::order_number_in(&end);
+    let placed = app.order(&third).await.expect("the order is placed");
+    assert!(placed.status.is_payable(), "{:?}", placed.status);
+    assert!(placed.attempts.is_empty(), "{:?}", placed.attempts);
+
+    // Someone else naming the victim as the payer: the screen cannot know the victim's
+    // history, so the push job, which enforces the limit, refuses the push.
+    let mut other = app.phone("0712201442");
+    other.dial().await;
+    for input in ["1", "2", "3", "2", "1", "2"] {
+        other.press(input).await;
+    }
+    let fourth = crate::helpers::order_number_in(&other.press("0712201441").await);
     let limited = crate::helpers::eventually(
-        "the third push to be refused",
+        "the fourth push to be refused",
         Duration::from_secs(20),
         || async {
-            app.order(&third).await.filter(|o| {
+            app.order(&fourth).await.filter(|o| {
                 o.attempts.first().and_then(|a| a.error.as_deref())
                     == Some(duka::payments::push_limit::PUSH_LIMITED)
             })
@@ -340,13 +368,18 @@ async fn a_phone_over_its_push_limit_gets_no_prompt_and_no_sms_and_can_still_pay
             .counter("duka_stk_push_total", "outcome=\"limited\""),
         1
     );
-    // Failure notices for the two cancelled pushes, none for the refused one.
+    // Failure notices for the two cancelled pushes, none for the refused ones.
     let texts: Vec<String> = app
         .sms()
         .inbox(&victim)
         .into_iter()
         .map(|m| m.text)
         .collect();
-    assert!(!texts.iter().any(|t| t.contains(&third)), "{texts:?}");
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains(&third) || t.contains(&fourth)),
+        "{texts:?}"
+    );
     app.stop().await;
 }

@@ -71,6 +71,7 @@ impl Phone {
             profile: &self.profile,
             paybill: &self.paybill,
             new_order_number: &self.next_order,
+            push_blocked_until_ms: None,
             now_ms: self.now_ms,
         }
     }
@@ -1905,4 +1906,70 @@ fn random_sessions_keep_every_screen_within_bounds_and_the_state_small() {
         orders_placed > 10,
         "the walk should reach checkout: {orders_placed}"
     );
+}
+
+#[test]
+fn a_phone_over_its_prompt_limit_is_told_when_it_can_pay_and_gets_no_push() {
+    let mut phone = Phone::new();
+    phone.dial();
+    phone.presses(&["1", "2", "3", "2", "1"]);
+    // 2023-11-14 22:13:20 UTC is 01:13:20 EAT; the limit lifts 90 s later, shown as 01:15.
+    let until = phone.now_ms + 90_000;
+    let next = step(
+        &Hop {
+            push_blocked_until_ms: Some(until),
+            ..phone.hop()
+        },
+        &phone.state,
+        "1",
+    );
+    let text = phone.apply(next).to_owned();
+    assert!(phone.reply.end);
+    assert_eq!(
+        text,
+        "Order D7K2Q9 placed. Too many payment prompts were sent to this phone: pay it from My orders after 01:15."
+    );
+    assert!(matches!(
+        phone.effects.as_slice(),
+        [Effect::PlaceOrder { payer: None, .. }]
+    ));
+
+    // "Pay again" from My orders says the same, and asks for no push.
+    let mut phone = shopper_with_orders(Lang::En);
+    phone.dial();
+    phone.presses(&["3", "1"]);
+    let next = step(
+        &Hop {
+            push_blocked_until_ms: Some(phone.now_ms + 90_000),
+            ..phone.hop()
+        },
+        &phone.state,
+        "1",
+    );
+    phone.apply(next);
+    assert!(phone.reply.end, "{}", phone.reply.text);
+    assert!(
+        phone.reply.text.starts_with("Too many payment prompts"),
+        "{}",
+        phone.reply.text
+    );
+    assert!(phone.effects.is_empty(), "{:?}", phone.effects);
+
+    // A limit that has lifted changes nothing.
+    let mut phone = Phone::new();
+    phone.dial();
+    phone.presses(&["1", "2", "3", "2", "1"]);
+    let next = step(
+        &Hop {
+            push_blocked_until_ms: Some(phone.now_ms - 1),
+            ..phone.hop()
+        },
+        &phone.state,
+        "1",
+    );
+    phone.apply(next);
+    assert!(matches!(
+        phone.effects.as_slice(),
+        [Effect::PlaceOrder { payer: Some(_), .. }]
+    ));
 }
