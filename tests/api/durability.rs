@@ -209,7 +209,7 @@ async fn a_paid_order_waits_for_the_replica_and_counts_when_it_cannot() {
         env: vec![
             ("REDIS_URL", master.url()),
             ("DUKA_ALLOW_NO_PERSISTENCE", "0".into()),
-            ("DUKA_REDIS_WAIT_MS", "300".into()),
+            ("DUKA_REDIS_WAIT_MS", "1500".into()),
         ],
         ..TestOptions::default()
     })
