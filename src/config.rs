@@ -84,6 +84,9 @@ pub struct Settings {
     pub record_filter: crate::fixtures::record::RecordFilter,
     /// `json` for production log shippers, anything else for compact human logs.
     pub log_format: String,
+    /// `DUKA_CONSOLE_PASSWORD_HASH`: the operator console's argon2 PHC hash; `None` turns the
+    /// console off (the demo turns it on with a generated password).
+    pub console_password_hash: Option<String>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -288,6 +291,7 @@ impl Settings {
             record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
             record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
+            console_password_hash: var("DUKA_CONSOLE_PASSWORD_HASH"),
         };
         if problems.is_empty() {
             Ok(settings)

@@ -131,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut app = Application::build(settings, BuildOptions::default()).await?;
             if demo {
                 app.enable_operator_endpoint(&operator_token_file)?;
+                // The console's password sits next to the operator token (`.duka/`).
+                let password_file = operator_token_file
+                    .with_file_name("console-password");
+                app.enable_demo_console(&password_file)?;
             }
             tracing::info!("Duka listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;

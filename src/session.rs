@@ -402,6 +402,11 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     batch
                         .guard(&order_key, None)
                         .set(&order_key, to_json(&order), Some(retention));
+                    // The console's per-day list: same shard as the order, kept as long.
+                    let day_key = shop
+                        .keys
+                        .day_orders(shard_of(&number), &crate::console::eat_day(now_ms));
+                    batch.zadd(&day_key, now_ms, number.clone()).expire(&day_key, retention);
                     if payer.is_some() {
                         let push = Job::Push {
                             order: number.clone(),

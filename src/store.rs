@@ -49,6 +49,8 @@ pub enum Write {
     },
     /// Remove a member from a sorted set.
     ZRem { key: String, member: String },
+    /// Give an existing key (of any type) a time to live in milliseconds; no-op when absent.
+    Expire { key: String, ttl_ms: u64 },
 }
 
 /// A guard: the key must hold exactly `expected` (`None`: the key must not exist).
@@ -120,6 +122,14 @@ impl Batch {
         self
     }
 
+    pub fn expire(&mut self, key: impl Into<String>, ttl_ms: u64) -> &mut Self {
+        self.writes.push(Write::Expire {
+            key: key.into(),
+            ttl_ms,
+        });
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -164,6 +174,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Every member of the sorted set `key`, lowest score first (`ZRANGE key 0 -1`); empty when
+    /// absent. For the operator console's day index, never on the USSD hop.
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError>;
+
     /// Checks the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -202,6 +216,24 @@ pub(crate) mod contract_tests {
         ttls_expire_values(store).await;
         claims_lease_jobs_until_they_expire(store).await;
         deletes_and_zrem_apply(store).await;
+        members_read_in_score_order_and_expire(store).await;
+    }
+
+    async fn members_read_in_score_order_and_expire(store: &dyn Store) {
+        let index = k("day");
+        assert!(store.members(&index).await.unwrap().is_empty());
+        let mut batch = Batch::new();
+        batch
+            .zadd(&index, 30, "c")
+            .zadd(&index, 10, "a")
+            .zadd(&index, 20, "b")
+            .expire(&index, 80)
+            .expire(k("absent"), 80);
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+        assert_eq!(store.members(&index).await.unwrap(), vec!["a", "b", "c"]);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(store.members(&index).await.unwrap().is_empty());
+        assert_eq!(store.get(&[k("absent")]).await.unwrap(), vec![None]);
     }
 
     async fn absent_keys_read_as_none(store: &dyn Store) {

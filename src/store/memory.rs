@@ -151,6 +151,14 @@ impl Store for MemoryStore {
                         by_score.remove(&(old, member.clone()));
                     }
                 }
+                Write::Expire { key, ttl_ms } => {
+                    if let Some(entry) = map
+                        .get_mut(key)
+                        .filter(|e| e.expires_at.is_none_or(|t| t > now))
+                    {
+                        entry.expires_at = Some(now + Duration::from_millis(*ttl_ms));
+                    }
+                }
             }
         }
         Ok(Commit::Applied)
@@ -176,6 +184,17 @@ impl Store for MemoryStore {
             zadd(&mut map, queue, now_ms + lease_ms, member, now);
         }
         Ok(due)
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let map = self.lock();
+        Ok(match live(&map, key, now).map(|e| &e.value) {
+            Some(Value::Sorted { by_score, .. }) => {
+                by_score.iter().map(|(_, m)| m.clone()).collect()
+            }
+            _ => Vec::new(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

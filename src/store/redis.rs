@@ -30,7 +30,7 @@ use super::{Batch, Commit, Store, StoreError, Write};
 ///
 /// ARGV holds the guard count, then `key-index present value` per guard, then the writes:
 /// `S key-index value ttl-ms` (0 = no TTL), `D key-index`, `Z key-index score member`,
-/// `R key-index member`.
+/// `R key-index member`, `E key-index ttl-ms`.
 const COMMIT_LUA: &str = r"
 local guards = tonumber(ARGV[1])
 local i = 2
@@ -60,6 +60,9 @@ while i <= #ARGV do
     i = i + 4
   elseif op == 'R' then
     redis.call('ZREM', key, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'E' then
+    redis.call('PEXPIRE', key, ARGV[i + 2])
     i = i + 3
   else
     return redis.error_reply('unknown batch op ' .. tostring(op))
@@ -295,6 +298,10 @@ impl Store for RedisStore {
                     let index = next_key(&mut invocation, key);
                     invocation.arg("R").arg(index).arg(member)
                 }
+                Write::Expire { key, ttl_ms } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("E").arg(index).arg(*ttl_ms)
+                }
             };
         }
         let applied: i64 = self.invoke(&invocation).await?;
@@ -315,6 +322,11 @@ impl Store for RedisStore {
         let mut invocation = self.claim_script.prepare_invoke();
         invocation.key(queue).arg(now_ms).arg(lease_ms).arg(limit);
         self.invoke(&invocation).await
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
