@@ -2,6 +2,7 @@
 //! Safaricom do, against a real `redis-server` the harness starts itself.
 
 mod cluster;
+mod console;
 mod demo;
 mod dial;
 mod fixtures;
