@@ -240,6 +240,8 @@ fn find_binary(names: &[&str], package: &str) -> PathBuf {
 }
 
 async fn browser() -> (Driver, Client) {
+    // reqwest and fantoccini both bring a rustls provider; pick one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let chromium = find_binary(&["chromium", "chromium-browser"], "chromium");
     let chromedriver = find_binary(&["chromedriver"], "chromium-driver");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -368,13 +370,21 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
         .await
         .is_err());
     screenshot(&client, "orders-search").await;
+    // The state filter: "awaiting payment" shows the pending order only.
     client
         .find(Locator::Css("select[name=state]"))
         .await
         .unwrap()
-        .select_by_value("paid")
+        .select_by_value("awaiting_payment")
         .await
         .unwrap();
+    client.find(Locator::Id("q")).await.unwrap().clear().await.unwrap();
+    client.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+    wait_text(&client, &format!("tr[data-order='{pending}']"), "awaiting").await;
+    assert!(client
+        .find(Locator::Css(&format!("tr[data-order='{paid}']")))
+        .await
+        .is_err());
 
     // The pending order's page, then the shopper types the PIN: the page turns paid by itself.
     client
@@ -401,7 +411,7 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
         .answer_prompt(&prompt.checkout_request_id, PromptAnswer::Pin(app.mpesa().pin()))
         .unwrap();
     wait_text(&client, "#state", "paid").await;
-    wait_text(&client, "#payments", "KES").await.to_string();
+    wait_text(&client, "#payments", "900").await;
     let same_page = client
         .execute("return window.__notReloaded === true;", vec![])
         .await
