@@ -13,6 +13,7 @@ td,th{border-bottom:1px solid #dde;padding:.35rem .5rem;text-align:left}
 .paid{background:#d1fae5}.failed,.expired{background:#fee2e2}.awaiting_payment{background:#fef9c3}
 .flag{background:#fde68a;padding:.1rem .4rem;border-radius:.3rem;margin-right:.2rem}
 .error{color:#b91c1c}
+pre{white-space:pre-wrap;word-break:break-all;background:#fff;padding:.4rem}
 ";
 
 /// A page of the console, with its navigation when signed in (`csrf` is the session's token).
