@@ -491,3 +491,67 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
     client.close().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_paid_twice_needs_attention_with_what_to_do() {
+    let app = console_app().await;
+    let mut phone = app.phone("0712300044");
+    phone.dial().await;
+    for input in ["1", "2", "3", "2", "1"] {
+        phone.press(input).await;
+    }
+    let number = order_number_in(&phone.press("1").await);
+    eventually("the order paid", WAIT, || async {
+        app.order(&number).await.filter(|o| o.status == OrderStatus::Paid)
+    })
+    .await;
+    let (cookie, _) = sign_in_http(&app).await;
+    let attention = |app: &TestApp| {
+        let url = format!("{}/console/attention", app.address);
+        let cookie = cookie.clone();
+        async move {
+            no_redirects()
+                .get(url)
+                .header(header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let before = attention(&app).await;
+    assert!(before.contains("Nothing needs attention"), "{before}");
+    // The shopper pays the paybill too: the order is overpaid.
+    let (status, _) = app
+        .post_payment_json(
+            "/c2b/confirm",
+            &serde_json::json!({
+                "TransactionType": "Pay Bill", "TransID": "RKTQDM7W7T", "TransTime": "20261124151206",
+                "TransAmount": "900.00", "BusinessShortCode": "174379", "BillRefNumber": number,
+                "InvoiceNumber": "", "OrgAccountBalance": "128450.00", "ThirdPartyTransID": "",
+                "MSISDN": "2547 ***** 044", "FirstName": "JANE", "MiddleName": "", "LastName": ""
+            }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let after = attention(&app).await;
+    assert!(after.contains(&format!("data-order=\"{number}\"")), "{after}");
+    assert!(after.contains("overpaid"), "{after}");
+    assert!(after.contains("Refund the excess"), "{after}");
+    assert!(!after.contains("254712300044"), "phones are masked");
+    // The order's JSON is what `duka order --json` prints.
+    let json: serde_json::Value = no_redirects()
+        .get(format!("{}/console/api/orders/{number}", app.address))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["flags"], serde_json::json!(["overpaid"]));
+    assert_eq!(json["payments"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
