@@ -12,10 +12,12 @@
 //! | `GET /console/sign-in`, `POST /console/sign-in`, `POST /console/sign-out` | [`auth`] |
 //! | `GET /console` (`?day=YYYY-MM-DD&state=…&q=…`), `GET /console/orders/{n}`, `GET /console/api/orders/{n}` | [`orders`] |
 //! | `GET /console/attention` | [`orders`]: the day's orders that need a person |
+//! | `GET /console/catalog` | [`catalog`]: products, menus, `duka check` |
 //! | `GET /console/phone`, `POST /console/api/phone` | [`phone`] |
 //! | `GET /phone`, `POST /phone/api` | [`phone`], the demo only, loopback only, no sign-in |
 
 pub mod auth;
+pub mod catalog;
 pub mod orders;
 pub mod page;
 pub mod phone;
@@ -34,6 +36,8 @@ pub struct Console {
     pub phones: phone::Phones,
     /// Serve the web phone at `/phone` without sign-in (the demo only).
     pub open_phone: bool,
+    /// The menus folder, checked again on the catalog page.
+    pub menus_dir: std::path::PathBuf,
 }
 
 impl Console {
@@ -46,11 +50,13 @@ impl Console {
         secure_cookie: bool,
         ussd_base_url: String,
         open_phone: bool,
+        menus_dir: std::path::PathBuf,
     ) -> Result<Self, auth::HashError> {
         Ok(Self {
             auth: auth::Auth::new(password_hash, secure_cookie)?,
             phones: phone::Phones::new(ussd_base_url),
             open_phone,
+            menus_dir,
         })
     }
 }
@@ -73,6 +79,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/attention", get(orders::attention))
         .route("/console/orders/{number}", get(orders::page))
         .route("/console/api/orders/{number}", get(orders::json))
+        .route("/console/catalog", get(catalog::page))
         .route("/console/phone", get(phone::page_signed_in))
         .route("/console/api/phone", post(phone::api))
         .route("/console/sign-out", post(auth::sign_out))

@@ -393,7 +393,13 @@ impl Application {
         match &settings.console_password_hash {
             Some(hash) => {
                 let console =
-                    crate::console::Console::new(hash, secure, ussd_base_url.clone(), false)?;
+                    crate::console::Console::new(
+                    hash,
+                    secure,
+                    ussd_base_url.clone(),
+                    false,
+                    settings.menus_dir.clone(),
+                )?;
                 crate::console::enable(&mut state, console);
                 tracing::info!("operator console on at {public_url}/console");
             }
@@ -448,8 +454,14 @@ impl Application {
         std::fs::write(password_file, format!("{password}\n"))?;
         let hash = crate::console::auth::hash_password(&password);
         let console =
-            crate::console::Console::new(&hash, false, self.console_ussd_base_url.clone(), true)
-                .map_err(std::io::Error::other)?;
+            crate::console::Console::new(
+                &hash,
+                false,
+                self.console_ussd_base_url.clone(),
+                true,
+                self.menus_dir.clone(),
+            )
+            .map_err(std::io::Error::other)?;
         crate::console::enable(&mut self.state, console);
         tracing::warn!(
             "OPERATOR CONSOLE ON (demo): {}/console, password {password} (also in {}); web phone at {}/phone",

@@ -92,7 +92,13 @@ async fn without_the_setting_there_is_no_console() {
 async fn without_a_session_pages_redirect_and_json_is_401() {
     let app = console_app().await;
     let client = no_redirects();
-    for page in ["/console", "/console/attention", "/console/orders/AB12CD", "/console/phone"] {
+    for page in [
+        "/console",
+        "/console/attention",
+        "/console/catalog",
+        "/console/orders/AB12CD",
+        "/console/phone",
+    ] {
         let response = client.get(format!("{}{page}", app.address)).send().await.unwrap();
         assert_eq!(response.status(), 303, "{page}");
         assert_eq!(response.headers()[header::LOCATION], "/console/sign-in");
@@ -553,5 +559,18 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
         .unwrap();
     assert_eq!(json["flags"], serde_json::json!(["overpaid"]));
     assert_eq!(json["payments"].as_array().unwrap().len(), 2);
+    // The catalog page: products as loaded and `duka check`'s verdict on the menus folder.
+    let catalog = no_redirects()
+        .get(format!("{}/console/catalog", app.address))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(catalog.contains("menus and catalog are valid"), "{catalog}");
+    assert!(catalog.contains("Toilet Paper 10pk"), "{catalog}");
+    assert!(catalog.contains("flowchart") || catalog.contains("graph"), "{catalog}");
     app.stop().await;
 }
