@@ -12,12 +12,14 @@
 //! | `GET /console/sign-in`, `POST /console/sign-in`, `POST /console/sign-out` | [`auth`] |
 //! | `GET /console` (`?day=YYYY-MM-DD&state=…&q=…`), `GET /console/orders/{n}`, `GET /console/api/orders/{n}` | [`orders`] |
 //! | `GET /console/attention` | [`orders`]: the day's orders that need a person |
+//! | `GET /console/funnel` | [`funnel`]: per screen, reached and ended there, per EAT day |
 //! | `GET /console/catalog` | [`catalog`]: products, menus, `duka check` |
 //! | `GET /console/phone`, `POST /console/api/phone` | [`phone`] |
 //! | `GET /phone`, `POST /phone/api` | [`phone`], the demo only, loopback only, no sign-in |
 
 pub mod auth;
 pub mod catalog;
+pub mod funnel;
 pub mod orders;
 pub mod page;
 pub mod phone;
@@ -80,6 +82,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console/orders/{number}", get(orders::page))
         .route("/console/api/orders/{number}", get(orders::json))
         .route("/console/catalog", get(catalog::page))
+        .route("/console/funnel", get(funnel::page))
         .route("/console/phone", get(phone::page_signed_in))
         .route("/console/api/phone", post(phone::api))
         .route("/console/sign-out", post(auth::sign_out))

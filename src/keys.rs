@@ -37,6 +37,7 @@
 //! | `P{atsms-orphan:<messageId>}` | a delivery report for an id Duka never saw, raw | one week |
 //! | `P{atsms-orphans:<msisdn>}` | the last reports with unknown ids for a phone | one hour |
 //! | `P{console:<session id>}` | a signed-in operator console session (its CSRF token) | [`crate::console::auth::SESSION_TTL_MS`] |
+//! | `P{funnel:<YYYYMMDD>}` | hash of the menu funnel's counters of an EAT day (`reached:<screen>`, `left:<screen>`) | [`crate::console::funnel::FUNNEL_TTL_MS`] |
 //! | `P{c2b-review:<TransID>}` | a paybill confirmation for an unknown account, raw | [`ORDER_RETENTION_MS`] |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
@@ -197,6 +198,11 @@ impl Keys {
 
     pub fn sms_orphans_of(&self, msisdn: &Msisdn) -> String {
         format!("{}{{atsms-orphans:{}}}", self.prefix, msisdn.digits())
+    }
+
+    /// The menu funnel's counters of one EAT day (`YYYYMMDD`).
+    pub fn funnel(&self, day: &str) -> String {
+        format!("{}{{funnel:{day}}}", self.prefix)
     }
 
     /// A signed-in operator console session.

@@ -152,6 +152,8 @@ pub struct HopResult {
     pub repeated: bool,
     /// The order placed by this hop, if any.
     pub placed_order: Option<String>,
+    /// The screen the session was on before this hop (`None`: a new session), for the funnel.
+    pub from_screen: Option<String>,
 }
 
 /// Why a hop could not be answered normally. Rendered as an `END` apology.
@@ -300,6 +302,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     lang,
                     repeated: true,
                     placed_order: None,
+                    from_screen: None,
                 });
             }
             (Plan::Continue(inputs), Some(session)) => {
@@ -448,6 +451,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     screen: record.menu.screen_id().to_owned(),
                     repeated: false,
                     placed_order,
+                    from_screen: resumed.as_ref().map(|(menu, _)| menu.screen_id().to_owned()),
                 });
             }
             Ok(Commit::Conflict) => {

@@ -60,6 +60,8 @@ pub struct AppState {
     pub readiness: Arc<crate::telemetry::ReadinessLog>,
     /// The operator console (`/console`, [`crate::console`]); `None` turns it off.
     pub console: Option<Arc<crate::console::Console>>,
+    /// The menu funnel's counts, flushed to the store in the background.
+    pub funnel: Arc<crate::console::funnel::Funnel>,
 }
 
 /// Who may post payment callbacks.
@@ -377,6 +379,7 @@ impl Application {
             ussd: Arc::new(settings.ussd.clone()),
             readiness: Arc::default(),
             console: None,
+            funnel: Arc::default(),
         };
         let mut state = state;
         let ussd_base_url = format!(
@@ -514,6 +517,11 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
+        let funnel = tokio::spawn(crate::console::funnel::run_flusher(
+            self.state.funnel.clone(),
+            self.state.shop.clone(),
+            stop_rx.clone(),
+        ));
         #[cfg(unix)]
         if let Err(e) = crate::reload::reload_on_hangup(
             self.state.shop.clone(),
@@ -533,6 +541,7 @@ impl Application {
         if let Some(worker) = worker {
             let _ = worker.await;
         }
+        let _ = funnel.await;
         // Sessions still open, and finished ones waiting on a payment, are written as they are.
         if let Some(recorder) = recorder {
             recorder.flush().await;

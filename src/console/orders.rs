@@ -62,13 +62,13 @@ fn ms_time(ms: i64) -> String {
 }
 
 /// `YYYY-MM-DD` to the index's `YYYYMMDD`; today (EAT) when absent or malformed.
-fn index_day(app: &AppState, day: Option<&str>) -> String {
+pub(super) fn index_day(app: &AppState, day: Option<&str>) -> String {
     day.and_then(|d| chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
         .map(|d| d.format("%Y%m%d").to_string())
         .unwrap_or_else(|| super::eat_day(app.shop.clock.now_ms()))
 }
 
-fn dashed(day: &str) -> String {
+pub(super) fn dashed(day: &str) -> String {
     format!("{}-{}-{}", &day[0..4], &day[4..6], &day[6..8])
 }
 

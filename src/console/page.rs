@@ -33,6 +33,7 @@ pub fn frame(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
                     @if let Some(csrf) = csrf {
                         a href="/console" { "Orders" }
                         a href="/console/attention" { "Needs attention" }
+                        a href="/console/funnel" { "Funnel" }
                         a href="/console/catalog" { "Catalog" }
                         a href="/console/phone" { "Web phone" }
                         form method="post" action="/console/sign-out" {

@@ -785,7 +785,8 @@ fn batch_keys(batch: &Batch) -> impl Iterator<Item = &str> {
             | Write::Delete { key }
             | Write::ZAdd { key, .. }
             | Write::ZRem { key, .. }
-            | Write::Expire { key, .. } => key.as_str(),
+            | Write::Expire { key, .. }
+            | Write::HIncrBy { key, .. } => key.as_str(),
         }))
 }
 
@@ -815,6 +816,11 @@ impl Store for SlotCheckedStore {
     async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         self.check("members", [key]);
         self.inner.members(key).await
+    }
+
+    async fn counters(&self, key: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.check("counters", [key]);
+        self.inner.counters(key).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

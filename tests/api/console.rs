@@ -574,3 +574,50 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
     assert!(catalog.contains("flowchart") || catalog.contains("graph"), "{catalog}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_funnel_counts_who_reached_and_who_ended_on_each_screen() {
+    let app = console_app().await;
+    // Two shoppers see the main menu; one goes on to the shop, the other stops there.
+    let mut stays = app.phone("0712300055");
+    stays.dial().await;
+    let mut goes = app.phone("0712300066");
+    goes.dial().await;
+    goes.press("1").await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("duka_funnel_reached_total{screen=\"main\"} 2"), "{metrics}");
+    assert!(metrics.contains("duka_funnel_left_total{screen=\"main\"} 1"), "{metrics}");
+    let (cookie, _) = sign_in_http(&app).await;
+    // The node adds its counts to the store every 5 s.
+    let page = eventually("the funnel in the store", WAIT, || async {
+        let page = no_redirects()
+            .get(format!("{}/console/funnel", app.address))
+            .header(header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        page.contains("data-screen=\"main\"").then_some(page)
+    })
+    .await;
+    let main_row = page
+        .split("data-screen=\"main\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap()
+        .to_owned();
+    assert!(main_row.contains("<td class=\"reached\">2</td>"), "{main_row}");
+    assert!(main_row.contains("<td class=\"ended\">1</td>"), "{main_row}");
+    assert!(page.contains("<svg id=\"funnel-chart\""), "{page}");
+    app.stop().await;
+}
