@@ -144,8 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if demo {
                 app.enable_operator_endpoint(&operator_token_file)?;
                 // The console's password sits next to the operator token (`.duka/`).
-                let password_file = operator_token_file
-                    .with_file_name("console-password");
+                let password_file = operator_token_file.with_file_name("console-password");
                 app.enable_demo_console(&password_file)?;
             }
             tracing::info!("Duka listening on http://{}", app.local_addr());
@@ -158,7 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let password = line.trim_end_matches(['\r', '\n']);
-            anyhow::ensure!(password.len() >= 12, "use a password of at least 12 characters");
+            anyhow::ensure!(
+                password.len() >= 12,
+                "use a password of at least 12 characters"
+            );
             println!("{}", duka::console::auth::hash_password(password));
             Ok(ExitCode::SUCCESS)
         }

@@ -409,7 +409,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     let day_key = shop
                         .keys
                         .day_orders(shard_of(&number), &crate::console::eat_day(now_ms));
-                    batch.zadd(&day_key, now_ms, number.clone()).expire(&day_key, retention);
+                    batch
+                        .zadd(&day_key, now_ms, number.clone())
+                        .expire(&day_key, retention);
                     if payer.is_some() {
                         let push = Job::Push {
                             order: number.clone(),
@@ -451,7 +453,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     screen: record.menu.screen_id().to_owned(),
                     repeated: false,
                     placed_order,
-                    from_screen: resumed.as_ref().map(|(menu, _)| menu.screen_id().to_owned()),
+                    from_screen: resumed
+                        .as_ref()
+                        .map(|(menu, _)| menu.screen_id().to_owned()),
                 });
             }
             Ok(Commit::Conflict) => {

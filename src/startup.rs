@@ -456,15 +456,14 @@ impl Application {
         }
         std::fs::write(password_file, format!("{password}\n"))?;
         let hash = crate::console::auth::hash_password(&password);
-        let console =
-            crate::console::Console::new(
-                &hash,
-                false,
-                self.console_ussd_base_url.clone(),
-                true,
-                self.menus_dir.clone(),
-            )
-            .map_err(std::io::Error::other)?;
+        let console = crate::console::Console::new(
+            &hash,
+            false,
+            self.console_ussd_base_url.clone(),
+            true,
+            self.menus_dir.clone(),
+        )
+        .map_err(std::io::Error::other)?;
         crate::console::enable(&mut self.state, console);
         tracing::warn!(
             "OPERATOR CONSOLE ON (demo): {}/console, password {password} (also in {}); web phone at {}/phone",

@@ -132,7 +132,12 @@ impl Batch {
         self
     }
 
-    pub fn hincrby(&mut self, key: impl Into<String>, field: impl Into<String>, by: i64) -> &mut Self {
+    pub fn hincrby(
+        &mut self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+        by: i64,
+    ) -> &mut Self {
         self.writes.push(Write::HIncrBy {
             key: key.into(),
             field: field.into(),
@@ -246,7 +251,10 @@ pub(crate) mod contract_tests {
         assert_eq!(store.commit(&again).await.unwrap(), Commit::Applied);
         let mut counters = store.counters(&key).await.unwrap();
         counters.sort();
-        assert_eq!(counters, vec![("cart".to_owned(), 1), ("main".to_owned(), 5)]);
+        assert_eq!(
+            counters,
+            vec![("cart".to_owned(), 1), ("main".to_owned(), 5)]
+        );
     }
 
     async fn members_read_in_score_order_and_expire(store: &dyn Store) {

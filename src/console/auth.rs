@@ -120,11 +120,17 @@ impl Auth {
         let minute = Duration::from_secs(60);
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let Attempts { per_ip, all } = &mut *attempts;
-        while all.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+        while all
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
             all.pop_front();
         }
         per_ip.retain(|_, times| {
-            while times.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= minute)
+            {
                 times.pop_front();
             }
             !times.is_empty()
@@ -141,8 +147,11 @@ impl Auth {
     async fn verify(&self, password: String) -> bool {
         let hash = self.password_hash.clone();
         tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
         })
         .await
         .unwrap_or(false)
@@ -194,7 +203,12 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 pub async fn require(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/console/api/");
     let session = match session_cookie(request.headers()) {
-        Some(id) => match app.shop.store.get_one(&app.shop.keys.console_session(&id)).await {
+        Some(id) => match app
+            .shop
+            .store
+            .get_one(&app.shop.keys.console_session(&id))
+            .await
+        {
             Ok(raw) => from_json::<Session>(raw.as_deref()).map(|s| Operator {
                 session_id: id,
                 csrf: s.csrf,
@@ -302,7 +316,10 @@ pub async fn sign_in(
     (
         StatusCode::SEE_OTHER,
         [
-            (header::SET_COOKIE, console.auth.cookie(&id, SESSION_TTL_MS / 1000)),
+            (
+                header::SET_COOKIE,
+                console.auth.cookie(&id, SESSION_TTL_MS / 1000),
+            ),
             (header::LOCATION, "/console".to_owned()),
         ],
     )
@@ -340,8 +357,12 @@ mod tests {
     fn a_hash_verifies_its_password_only() {
         let hash = hash_password("s3cret");
         let parsed = PasswordHash::new(&hash).unwrap();
-        assert!(Argon2::default().verify_password(b"s3cret", &parsed).is_ok());
-        assert!(Argon2::default().verify_password(b"other", &parsed).is_err());
+        assert!(Argon2::default()
+            .verify_password(b"s3cret", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"other", &parsed)
+            .is_err());
         assert!(Auth::new("not a hash", false).is_err());
     }
 

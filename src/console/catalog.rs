@@ -13,7 +13,10 @@ use crate::menu::{Catalog, Lang};
 use crate::startup::AppState;
 
 /// `GET /console/catalog`.
-pub async fn page(State(app): State<AppState>, Extension(operator): Extension<Operator>) -> Response {
+pub async fn page(
+    State(app): State<AppState>,
+    Extension(operator): Extension<Operator>,
+) -> Response {
     let catalog = app.shop.catalog();
     let dir = app
         .console
@@ -22,9 +25,11 @@ pub async fn page(State(app): State<AppState>, Extension(operator): Extension<Op
         .unwrap_or_default();
     let check = {
         let dir = dir.clone();
-        tokio::task::spawn_blocking(move || Catalog::load(&dir).map(|_| ()).map_err(|e| e.to_string()))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            Catalog::load(&dir).map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
     };
     frame(
         "Catalog",

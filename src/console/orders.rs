@@ -131,7 +131,7 @@ pub async fn read_day(
             Err(e) => return Err(StoreError::Protocol(format!("a shard read panicked: {e}"))),
         }
     }
-    all.sort_by(|(a, _), (b, _)| b.placed_at_ms.cmp(&a.placed_at_ms));
+    all.sort_by_key(|(order, _)| std::cmp::Reverse(order.placed_at_ms));
     Ok(all)
 }
 
@@ -221,10 +221,16 @@ pub fn attention_reasons(order: &Order, messages: &[OutboxMessage]) -> Vec<(Stri
     let mut reasons = Vec::new();
     for flag in &order.flags {
         let next = match flag {
-            OrderFlag::Overpaid => "Refund the excess to the payer (M-Pesa reversal or B2C), then note it.",
-            OrderFlag::PaidAfterExpiry => "Refund the payment, or honour the order by hand and tell the shopper.",
+            OrderFlag::Overpaid => {
+                "Refund the excess to the payer (M-Pesa reversal or B2C), then note it."
+            }
+            OrderFlag::PaidAfterExpiry => {
+                "Refund the payment, or honour the order by hand and tell the shopper."
+            }
             OrderFlag::Underpaid => "Ask the shopper to pay the rest, or refund what came.",
-            OrderFlag::Mismatch => "Check the callback below against the M-Pesa statement before trusting it.",
+            OrderFlag::Mismatch => {
+                "Check the callback below against the M-Pesa statement before trusting it."
+            }
         };
         reasons.push((name(flag).replace('_', " "), next));
     }
@@ -343,7 +349,11 @@ pub async fn page(
         Ok(None) => {
             return (
                 StatusCode::NOT_FOUND,
-                frame("No such order", Some(&operator.csrf), html! { h1 { "No order " (number) } }),
+                frame(
+                    "No such order",
+                    Some(&operator.csrf),
+                    html! { h1 { "No order " (number) } },
+                ),
             )
                 .into_response()
         }

@@ -79,7 +79,11 @@ pub struct Press {
 }
 
 fn bad(why: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": why.into() }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": why.into() })),
+    )
+        .into_response()
 }
 
 /// `POST /console/api/phone` (signed in; the CSRF header is checked by [`super::auth::require`]).
@@ -109,10 +113,7 @@ async fn handle(app: &AppState, press: Press) -> Response {
     let mut screen = None;
     let phone = if press.action == "dial" {
         let Some(gateway) = crate::gateway::by_name(&press.gateway) else {
-            return bad(format!(
-                "gateway: one of {}",
-                crate::gateway::names()
-            ));
+            return bad(format!("gateway: one of {}", crate::gateway::names()));
         };
         let msisdn = match Msisdn::parse(&press.phone) {
             Ok(m) => m,
@@ -150,7 +151,10 @@ async fn handle(app: &AppState, press: Press) -> Response {
         }
         "pin" => {
             if let Some(mpesa) = &app.sandboxes.mpesa {
-                let open = mpesa.prompts().into_iter().find(|p| p.phone == phone.msisdn);
+                let open = mpesa
+                    .prompts()
+                    .into_iter()
+                    .find(|p| p.phone == phone.msisdn);
                 if let Some(prompt) = open {
                     let id = prompt.checkout_request_id.clone();
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -53,7 +53,10 @@ async fn sign_in_http(app: &TestApp) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(response.status(), 303);
-    let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let set_cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
@@ -99,7 +102,11 @@ async fn without_a_session_pages_redirect_and_json_is_401() {
         "/console/orders/AB12CD",
         "/console/phone",
     ] {
-        let response = client.get(format!("{}{page}", app.address)).send().await.unwrap();
+        let response = client
+            .get(format!("{}{page}", app.address))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 303, "{page}");
         assert_eq!(response.headers()[header::LOCATION], "/console/sign-in");
     }
@@ -146,8 +153,17 @@ async fn posts_need_the_csrf_token_and_this_origin() {
         request.send()
     };
     assert_eq!(send(None, &app.address).await.unwrap().status(), 403);
-    assert_eq!(send(Some("wrong"), &app.address).await.unwrap().status(), 403);
-    assert_eq!(send(Some(&csrf), "http://evil.example").await.unwrap().status(), 403);
+    assert_eq!(
+        send(Some("wrong"), &app.address).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        send(Some(&csrf), "http://evil.example")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(send(Some(&csrf), &app.address).await.unwrap().status(), 200);
     // The sign-out form without its hidden token is refused and the session lives on.
     let sign_out = client
@@ -292,7 +308,10 @@ async fn browser() -> (Driver, Client) {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("chromedriver at {} did not start a session: {e}", driver.url),
+            Err(e) => panic!(
+                "chromedriver at {} did not start a session: {e}",
+                driver.url
+            ),
         }
     };
     (driver, client)
@@ -307,14 +326,33 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn sign_in_browser(client: &Client, app: &TestApp) {
-    client.goto(&format!("{}/console", app.address)).await.unwrap();
+    client
+        .goto(&format!("{}/console", app.address))
+        .await
+        .unwrap();
     // No session: the console sends the browser to the sign-in page.
     let url = client.current_url().await.unwrap();
     assert_eq!(url.path(), "/console/sign-in");
     screenshot(client, "sign-in").await;
-    client.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
-    client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-    client.wait().for_element(Locator::Id("orders")).await.unwrap();
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("orders"))
+        .await
+        .unwrap();
 }
 
 async fn wait_text(client: &Client, css: &str, wanted: &str) -> String {
@@ -349,11 +387,14 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
     }
     let paid = order_number_in(&paid_phone.press("1").await);
     eventually("the first order paid", WAIT, || async {
-        app.order(&paid).await.filter(|o| o.status == OrderStatus::Paid)
+        app.order(&paid)
+            .await
+            .filter(|o| o.status == OrderStatus::Paid)
     })
     .await;
     let waiting = Msisdn::parse("0712300022").unwrap();
-    app.mpesa().set_outcome_for(&waiting, Outcome::interactive());
+    app.mpesa()
+        .set_outcome_for(&waiting, Outcome::interactive());
     let mut pending_phone = app.phone("0712300022");
     pending_phone.dial().await;
     for input in ["1", "2", "3", "2", "1"] {
@@ -367,7 +408,13 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
     // Search by the last digits of the phone: only the paid order, its phone masked.
     let q = client.find(Locator::Id("q")).await.unwrap();
     q.send_keys("300011").await.unwrap();
-    client.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("search"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let row = wait_text(&client, &format!("tr[data-order='{paid}']"), "paid").await;
     assert!(row.contains("2547******11"), "{row}");
     assert!(!row.contains("254712300011"), "{row}");
@@ -384,8 +431,20 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
         .select_by_value("awaiting_payment")
         .await
         .unwrap();
-    client.find(Locator::Id("q")).await.unwrap().clear().await.unwrap();
-    client.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("search"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(&client, &format!("tr[data-order='{pending}']"), "awaiting").await;
     assert!(client
         .find(Locator::Css(&format!("tr[data-order='{paid}']")))
@@ -404,7 +463,10 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
         .unwrap();
     screenshot(&client, "order-pending").await;
     let prompt = eventually("the PIN prompt", WAIT, || async {
-        app.mpesa().prompts().into_iter().find(|p| p.phone == waiting)
+        app.mpesa()
+            .prompts()
+            .into_iter()
+            .find(|p| p.phone == waiting)
     })
     .await;
     eventually("Duka to note the push", WAIT, || async {
@@ -414,7 +476,10 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
     })
     .await;
     app.mpesa()
-        .answer_prompt(&prompt.checkout_request_id, PromptAnswer::Pin(app.mpesa().pin()))
+        .answer_prompt(
+            &prompt.checkout_request_id,
+            PromptAnswer::Pin(app.mpesa().pin()),
+        )
         .unwrap();
     wait_text(&client, "#state", "paid").await;
     wait_text(&client, "#payments", "900").await;
@@ -422,7 +487,11 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
         .execute("return window.__notReloaded === true;", vec![])
         .await
         .unwrap();
-    assert_eq!(same_page, serde_json::json!(true), "the page turned paid without a reload");
+    assert_eq!(
+        same_page,
+        serde_json::json!(true),
+        "the page turned paid without a reload"
+    );
     screenshot(&client, "order-paid-live").await;
 
     client.close().await.unwrap();
@@ -437,7 +506,10 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
     let app = console_app().await;
     let (_driver, client) = browser().await;
     sign_in_browser(&client, &app).await;
-    client.goto(&format!("{}/console/phone", app.address)).await.unwrap();
+    client
+        .goto(&format!("{}/console/phone", app.address))
+        .await
+        .unwrap();
     client
         .find(Locator::Id("gateway"))
         .await
@@ -453,7 +525,13 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
     wait_text(&client, "#screen", "1. Shop").await;
     // Shop, Household, Toilet Paper 10pk, quantity 2, Checkout, Pay with M-Pesa: on the keypad.
     for input in ["1", "2", "3", "2", "1", "1"] {
-        let before = client.find(Locator::Id("screen")).await.unwrap().text().await.unwrap();
+        let before = client
+            .find(Locator::Id("screen"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         client
             .find(Locator::Css(&format!("[data-key='{input}']")))
             .await
@@ -463,12 +541,29 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
             .unwrap();
         call.click().await.unwrap();
         let deadline = std::time::Instant::now() + WAIT;
-        while client.find(Locator::Id("screen")).await.unwrap().text().await.unwrap() == before {
-            assert!(std::time::Instant::now() < deadline, "no new screen after {input}");
+        while client
+            .find(Locator::Id("screen"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            == before
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new screen after {input}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let end = client.find(Locator::Id("screen")).await.unwrap().text().await.unwrap();
+    let end = client
+        .find(Locator::Id("screen"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(end.contains("Order "), "{end}");
     let number = order_number_in(&format!("END {end}"));
     wait_text(&client, "#prompts", "PIN").await;
@@ -488,11 +583,11 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
         .await
         .unwrap();
     let receipt = wait_text(&client, "#inbox", &number).await;
-    assert!(receipt.to_lowercase().contains("paid") || receipt.contains("900"), "{receipt}");
-    assert_eq!(
-        app.order(&number).await.unwrap().status,
-        OrderStatus::Paid
+    assert!(
+        receipt.to_lowercase().contains("paid") || receipt.contains("900"),
+        "{receipt}"
     );
+    assert_eq!(app.order(&number).await.unwrap().status, OrderStatus::Paid);
     screenshot(&client, "web-phone-receipt").await;
     client.close().await.unwrap();
     app.stop().await;
@@ -508,7 +603,9 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
     }
     let number = order_number_in(&phone.press("1").await);
     eventually("the order paid", WAIT, || async {
-        app.order(&number).await.filter(|o| o.status == OrderStatus::Paid)
+        app.order(&number)
+            .await
+            .filter(|o| o.status == OrderStatus::Paid)
     })
     .await;
     let (cookie, _) = sign_in_http(&app).await;
@@ -543,7 +640,10 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
         .await;
     assert_eq!(status, 200);
     let after = attention(&app).await;
-    assert!(after.contains(&format!("data-order=\"{number}\"")), "{after}");
+    assert!(
+        after.contains(&format!("data-order=\"{number}\"")),
+        "{after}"
+    );
     assert!(after.contains("overpaid"), "{after}");
     assert!(after.contains("Refund the excess"), "{after}");
     assert!(!after.contains("254712300044"), "phones are masked");
@@ -571,7 +671,10 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
         .unwrap();
     assert!(catalog.contains("menus and catalog are valid"), "{catalog}");
     assert!(catalog.contains("Toilet Paper 10pk"), "{catalog}");
-    assert!(catalog.contains("flowchart") || catalog.contains("graph"), "{catalog}");
+    assert!(
+        catalog.contains("flowchart") || catalog.contains("graph"),
+        "{catalog}"
+    );
     app.stop().await;
 }
 
@@ -593,8 +696,14 @@ async fn the_funnel_counts_who_reached_and_who_ended_on_each_screen() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("duka_funnel_reached_total{screen=\"main\"} 2"), "{metrics}");
-    assert!(metrics.contains("duka_funnel_left_total{screen=\"main\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("duka_funnel_reached_total{screen=\"main\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("duka_funnel_left_total{screen=\"main\"} 1"),
+        "{metrics}"
+    );
     let (cookie, _) = sign_in_http(&app).await;
     // The node adds its counts to the store every 5 s.
     let page = eventually("the funnel in the store", WAIT, || async {
@@ -616,8 +725,14 @@ async fn the_funnel_counts_who_reached_and_who_ended_on_each_screen() {
         .and_then(|rest| rest.split("</tr>").next())
         .unwrap()
         .to_owned();
-    assert!(main_row.contains("<td class=\"reached\">2</td>"), "{main_row}");
-    assert!(main_row.contains("<td class=\"ended\">1</td>"), "{main_row}");
+    assert!(
+        main_row.contains("<td class=\"reached\">2</td>"),
+        "{main_row}"
+    );
+    assert!(
+        main_row.contains("<td class=\"ended\">1</td>"),
+        "{main_row}"
+    );
     assert!(page.contains("<svg id=\"funnel-chart\""), "{page}");
     app.stop().await;
 }
