@@ -4,7 +4,7 @@
 //! - The session cookie `duka_console` holds a random 256-bit id; the session itself (its CSRF
 //!   token) lives in the store under `P{console:<id>}` with a TTL, so every node behind a load
 //!   balancer knows it and signing out ends it everywhere. The cookie is `HttpOnly;
-//!   SameSite=Strict; Path=/`, plus `Secure` when `DUKA_PUBLIC_URL` is https.
+//!   SameSite=Strict; Path=/console`, plus `Secure` when `DUKA_PUBLIC_URL` is https.
 //! - Every POST behind the sign-in must carry the session's CSRF token (a hidden `csrf` form
 //!   field, or the `x-csrf-token` header for the JSON endpoints) and an `Origin` (or `Referer`)
 //!   of this host. The sign-in form itself is checked by origin.
@@ -159,7 +159,7 @@ impl Auth {
 
     fn cookie(&self, value: &str, max_age_s: u64) -> String {
         format!(
-            "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{}",
+            "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={max_age_s}{}",
             if self.secure_cookie { "; Secure" } else { "" }
         )
     }
