@@ -89,6 +89,9 @@ pub struct Settings {
     pub session_cache: usize,
     /// The abuse and durability limits.
     pub limits: crate::limits::Limits,
+    /// `DUKA_CONSOLE_PASSWORD_HASH`: the operator console's argon2 PHC hash; `None` turns the
+    /// console off (the demo turns it on with a generated password).
+    pub console_password_hash: Option<String>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -296,6 +299,7 @@ impl Settings {
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
             session_cache: session_cache(var("DUKA_SESSION_CACHE"), &mut problems),
             limits,
+            console_password_hash: var("DUKA_CONSOLE_PASSWORD_HASH"),
         };
         if problems.is_empty() {
             Ok(settings)

@@ -29,12 +29,15 @@
 //! | `P{sNN}:audit:<number>` | raw payment callbacks of the order | as the order |
 //! | `P{sNN}:msg:<id>` | an outbox SMS (`<order>.r` receipt, `<order>.f<n>` notice, `<msisdn>.n<day>` nudge) | [`ORDER_RETENTION_MS`] |
 //! | `P{sNN}:stklock:<msisdn>` | "an STK push to this phone is pending" (one at a time) | [`STK_LOCK_TTL_MS`] |
+//! | `P{sNN}:day:<YYYYMMDD>` | sorted set of the shard's orders placed that EAT day (score = placed ms), for the console | as the order |
 //! | `P{sNN}:jobs` | sorted set of due background jobs (score = due time, ms) | none, on purpose (below) |
 //! | `P{stk:<CheckoutRequestID>}` | the order number an STK push belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms:<messageId>}` | the outbox message a delivery report belongs to | [`ORDER_RETENTION_MS`] |
 //! | `P{atsms-uncertain:<msisdn>}` | the last message to a phone whose send was ambiguous | one hour |
 //! | `P{atsms-orphan:<messageId>}` | a delivery report for an id Duka never saw, raw | one week |
 //! | `P{atsms-orphans:<msisdn>}` | the last reports with unknown ids for a phone | one hour |
+//! | `P{console:<session id>}` | a signed-in operator console session (its CSRF token) | [`crate::console::auth::SESSION_TTL_MS`] |
+//! | `P{funnel:<YYYYMMDD>}` | hash of the menu funnel's counters of an EAT day (`reached:<screen>`, `left:<screen>`) | [`crate::console::funnel::FUNNEL_TTL_MS`] |
 //! | `P{c2b-review:<TransID>}` | a paybill confirmation for an unknown account, raw | [`ORDER_RETENTION_MS`] |
 //!
 //! `P` is the configurable key prefix (`duka` by default; tests use a random one).
@@ -167,6 +170,11 @@ impl Keys {
         )
     }
 
+    /// The orders of a shard placed on one EAT day (`YYYYMMDD`), for the operator console.
+    pub fn day_orders(&self, shard: u16, day: &str) -> String {
+        self.sharded(shard, format_args!("day:{day}"))
+    }
+
     /// The due-job queue of a shard.
     pub fn jobs(&self, shard: u16) -> String {
         self.sharded(shard, format_args!("jobs"))
@@ -190,6 +198,16 @@ impl Keys {
 
     pub fn sms_orphans_of(&self, msisdn: &Msisdn) -> String {
         format!("{}{{atsms-orphans:{}}}", self.prefix, msisdn.digits())
+    }
+
+    /// The menu funnel's counters of one EAT day (`YYYYMMDD`).
+    pub fn funnel(&self, day: &str) -> String {
+        format!("{}{{funnel:{day}}}", self.prefix)
+    }
+
+    /// A signed-in operator console session.
+    pub fn console_session(&self, session_id: &str) -> String {
+        format!("{}{{console:{session_id}}}", self.prefix)
     }
 
     pub fn sms_orphan(&self, message_id: &str) -> String {

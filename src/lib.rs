@@ -46,6 +46,7 @@ pub mod sms;
 // The server.
 pub mod bench;
 pub mod config;
+pub mod console;
 pub mod dial;
 pub mod durability;
 pub mod error;

@@ -24,6 +24,12 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ConsoleAction {
+    /// Read a password (first line of stdin) and print its argon2id PHC hash.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server: USSD callbacks, payment and SMS callbacks, background workers.
     Serve {
@@ -45,6 +51,12 @@ enum Command {
         /// uses, to this file.
         #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
         operator_token_file: PathBuf,
+    },
+    /// The operator console: `duka console hash-password` reads a password on stdin and prints
+    /// its argon2 hash for DUKA_CONSOLE_PASSWORD_HASH.
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
     },
     /// Replay recorded session fixtures; prints a diff per failure and `N passed, N failed`.
     Replay(duka::fixtures::ReplayArgs),
@@ -134,9 +146,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut app = Application::build(settings, BuildOptions::default()).await?;
             if demo {
                 app.enable_operator_endpoint(&operator_token_file)?;
+                // The console's password sits next to the operator token (`.duka/`).
+                let password_file = operator_token_file.with_file_name("console-password");
+                app.enable_demo_console(&password_file)?;
             }
             tracing::info!("Duka listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Console {
+            action: ConsoleAction::HashPassword,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                password.len() >= 12,
+                "use a password of at least 12 characters"
+            );
+            println!("{}", duka::console::auth::hash_password(password));
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => duka::fixtures::run(args).await,

@@ -15,6 +15,29 @@ const HOP_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
 ];
 
+/// How many distinct screens a per-screen metric tells apart before counting `other`.
+pub const MAX_SCREEN_SERIES: usize = 256;
+
+/// Renders `key="value"` pairs, with `"`, `\\` and newlines in values replaced by `_`.
+fn render_labels(rendered: &mut String, labels: &[(&'static str, &str)]) {
+    rendered.clear();
+    for (i, (key, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            rendered.push(',');
+        }
+        rendered.push_str(key);
+        rendered.push_str("=\"");
+        for c in value.chars() {
+            rendered.push(if matches!(c, '"' | '\\' | '\n') {
+                '_'
+            } else {
+                c
+            });
+        }
+        rendered.push('"');
+    }
+}
+
 /// This node's metrics.
 pub struct Metrics {
     /// By name, then by rendered labels (so an increment looks its counter up without
@@ -48,37 +71,37 @@ impl Metrics {
     /// Every hop calls this, so the labels are rendered into a reused per-thread buffer and the
     /// counter is looked up by it: no allocation once the counter exists.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
+        self.bump(name, labels, usize::MAX);
+    }
+
+    /// Adds one to `name{screen="…"}` for a menu screen id. Screen ids come from `menus/`, not
+    /// from input, but a catalog can be large and is reloaded: past [`MAX_SCREEN_SERIES`]
+    /// distinct screens a metric counts the rest as `screen="other"`, so it stays bounded.
+    pub fn inc_screen(&self, name: &'static str, screen: &str) {
+        self.bump(name, &[("screen", screen)], MAX_SCREEN_SERIES);
+    }
+
+    fn bump(&self, name: &'static str, labels: &[(&'static str, &str)], max_series: usize) {
         thread_local! {
             static RENDERED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
         RENDERED.with_borrow_mut(|rendered| {
-            rendered.clear();
-            for (i, (key, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    rendered.push(',');
-                }
-                rendered.push_str(key);
-                rendered.push_str("=\"");
-                for c in value.chars() {
-                    rendered.push(if matches!(c, '"' | '\\' | '\n') {
-                        '_'
-                    } else {
-                        c
-                    });
-                }
-                rendered.push('"');
-            }
+            render_labels(rendered, labels);
             let mut counters = self
                 .counters
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let by_labels = counters.entry(name).or_default();
-            match by_labels.get_mut(rendered.as_str()) {
-                Some(count) => *count += 1,
-                None => {
-                    by_labels.insert(rendered.clone(), 1);
-                }
+            if let Some(count) = by_labels.get_mut(rendered.as_str()) {
+                *count += 1;
+                return;
             }
+            if by_labels.len() >= max_series {
+                let other: Vec<(&'static str, &str)> =
+                    labels.iter().map(|(key, _)| (*key, "other")).collect();
+                render_labels(rendered, &other);
+            }
+            *by_labels.entry(rendered.clone()).or_default() += 1;
         });
     }
 
@@ -147,6 +170,28 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_screen_counters_stop_telling_screens_apart_past_the_cap() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_SCREEN_SERIES + 10 {
+            metrics.inc_screen("duka_funnel_reached_total", &format!("s{i}"));
+        }
+        metrics.inc_screen("duka_funnel_reached_total", "s0");
+        assert_eq!(
+            metrics.counter("duka_funnel_reached_total", "screen=\"s0\""),
+            2
+        );
+        assert_eq!(
+            metrics.counter("duka_funnel_reached_total", "screen=\"other\""),
+            10
+        );
+        let series = metrics
+            .render()
+            .matches("duka_funnel_reached_total{")
+            .count();
+        assert_eq!(series, MAX_SCREEN_SERIES + 1);
+    }
 
     #[test]
     fn counters_and_the_histogram_render_as_prometheus_text() {

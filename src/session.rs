@@ -171,6 +171,8 @@ pub struct HopResult {
     pub repeated: bool,
     /// The order placed by this hop, if any.
     pub placed_order: Option<String>,
+    /// The screen the session was on before this hop (`None`: a new session), for the funnel.
+    pub from_screen: Option<String>,
 }
 
 /// Why a hop could not be answered normally. Rendered as an `END` apology.
@@ -375,6 +377,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     lang,
                     repeated: true,
                     placed_order: None,
+                    from_screen: None,
                 });
             }
             (Plan::Continue(inputs), Some(session)) => {
@@ -485,6 +488,13 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     batch
                         .guard(&order_key, None)
                         .set(&order_key, to_json(&order), Some(retention));
+                    // The console's per-day list: same shard as the order, kept as long.
+                    let day_key = shop
+                        .keys
+                        .day_orders(shard_of(&number), &crate::console::eat_day(now_ms));
+                    batch
+                        .zadd(&day_key, now_ms, number.clone())
+                        .expire(&day_key, retention);
                     if payer.is_some() {
                         let push = Job::Push {
                             order: number.clone(),
@@ -532,6 +542,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     screen: record.menu.screen_id().to_owned(),
                     repeated: false,
                     placed_order,
+                    from_screen: resumed
+                        .as_ref()
+                        .map(|(menu, _)| menu.screen_id().to_owned()),
                 });
             }
             Ok(Guarded::Conflict(current)) => {

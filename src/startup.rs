@@ -60,6 +60,10 @@ pub struct AppState {
     pub readiness: Arc<crate::telemetry::ReadinessLog>,
     /// The abuse and durability limits.
     pub limits: Arc<crate::limits::Limits>,
+    /// The operator console (`/console`, [`crate::console`]); `None` turns it off.
+    pub console: Option<Arc<crate::console::Console>>,
+    /// The menu funnel's counts, flushed to the store in the background.
+    pub funnel: Arc<crate::console::funnel::Funnel>,
 }
 
 /// Who may post payment callbacks.
@@ -94,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         // operator's order report (404 when not running as the demo).
         .merge(crate::sandbox::demo::router())
         .merge(crate::operator::endpoint::router())
+        .merge(crate::console::router(&state))
         .layer(axum::middleware::from_fn(crate::error::log_app_errors))
         .layer(TraceLayer::new_for_http())
         // Outside the trace layer, which logs every 5xx as an ERROR: a 503 here is a normal
@@ -246,6 +251,8 @@ pub struct Application {
     menus_dir: std::path::PathBuf,
     /// The abuse and durability limits.
     limits: crate::limits::Limits,
+    /// Where the web phone dials this node.
+    console_ussd_base_url: String,
 }
 
 impl Application {
@@ -418,8 +425,40 @@ impl Application {
             ussd: Arc::new(settings.ussd.clone()),
             readiness: Arc::default(),
             limits: Arc::new(limits),
+            console: None,
+            funnel: Arc::default(),
         };
+        let mut state = state;
+        let ussd_base_url = format!(
+            "http://127.0.0.1:{}{}",
+            bound.port(),
+            settings
+                .ussd
+                .secret
+                .as_ref()
+                .map(|s| format!("/{}", secrecy::ExposeSecret::expose_secret(s)))
+                .unwrap_or_default()
+        );
+        let secure = public_url.starts_with("https://");
+        match &settings.console_password_hash {
+            Some(hash) => {
+                let console =
+                    crate::console::Console::new(
+                    hash,
+                    secure,
+                    ussd_base_url.clone(),
+                    false,
+                    settings.menus_dir.clone(),
+                )?;
+                crate::console::enable(&mut state, console);
+                tracing::info!("operator console on at {public_url}/console");
+            }
+            None => tracing::info!(
+                "DUKA_CONSOLE_PASSWORD_HASH is not set: the operator console is off (the demo turns it on)"
+            ),
+        }
         Ok(Self {
+            console_ussd_base_url: ussd_base_url,
             listener,
             state,
             handler,
@@ -446,6 +485,40 @@ impl Application {
             token_file.display()
         );
         self.state.operator = Some(Arc::new(access));
+        Ok(())
+    }
+
+    /// Turns the operator console on for the demo (unless `DUKA_CONSOLE_PASSWORD_HASH` did):
+    /// a fresh password written to `password_file` and printed in the log, and the web phone
+    /// at `/phone` without sign-in (loopback only).
+    ///
+    /// # Errors
+    /// The password file cannot be written.
+    pub fn enable_demo_console(&mut self, password_file: &std::path::Path) -> std::io::Result<()> {
+        if self.state.console.is_some() {
+            return Ok(());
+        }
+        let password = crate::console::auth::generate_password();
+        if let Some(dir) = password_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(password_file, format!("{password}\n"))?;
+        let hash = crate::console::auth::hash_password(&password);
+        let console = crate::console::Console::new(
+            &hash,
+            false,
+            self.console_ussd_base_url.clone(),
+            true,
+            self.menus_dir.clone(),
+        )
+        .map_err(std::io::Error::other)?;
+        crate::console::enable(&mut self.state, console);
+        tracing::warn!(
+            "OPERATOR CONSOLE ON (demo): {}/console, password {password} (also in {}); web phone at {}/phone",
+            self.public_url,
+            password_file.display(),
+            self.public_url
+        );
         Ok(())
     }
 
@@ -491,6 +564,11 @@ impl Application {
                 stop_rx.clone(),
             ))
         });
+        let funnel = tokio::spawn(crate::console::funnel::run_flusher(
+            self.state.funnel.clone(),
+            self.state.shop.clone(),
+            stop_rx.clone(),
+        ));
         #[cfg(unix)]
         if let Err(e) = crate::reload::reload_on_hangup(
             self.state.shop.clone(),
@@ -515,6 +593,7 @@ impl Application {
         if let Some(worker) = worker {
             let _ = worker.await;
         }
+        let _ = funnel.await;
         // Sessions still open, and finished ones waiting on a payment, are written as they are.
         if let Some(recorder) = recorder {
             recorder.flush().await;

@@ -49,6 +49,10 @@ pub enum Write {
     },
     /// Remove a member from a sorted set.
     ZRem { key: String, member: String },
+    /// Give an existing key (of any type) a time to live in milliseconds; no-op when absent.
+    Expire { key: String, ttl_ms: u64 },
+    /// Add `by` to a field of a hash (`HINCRBY`), creating both as needed.
+    HIncrBy { key: String, field: String, by: i64 },
 }
 
 /// A guard: the key must hold exactly `expected` (`None`: the key must not exist).
@@ -120,6 +124,28 @@ impl Batch {
         self
     }
 
+    pub fn expire(&mut self, key: impl Into<String>, ttl_ms: u64) -> &mut Self {
+        self.writes.push(Write::Expire {
+            key: key.into(),
+            ttl_ms,
+        });
+        self
+    }
+
+    pub fn hincrby(
+        &mut self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+        by: i64,
+    ) -> &mut Self {
+        self.writes.push(Write::HIncrBy {
+            key: key.into(),
+            field: field.into(),
+            by,
+        });
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -184,6 +210,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Every member of the sorted set `key`, lowest score first (`ZRANGE key 0 -1`); empty when
+    /// absent. For the operator console's day index, never on the USSD hop.
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Every field of the hash `key` with its integer value (`HGETALL`); empty when absent.
+    /// For the console's funnel counters, never on the USSD hop.
+    async fn counters(&self, key: &str) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// Checks the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -235,6 +269,42 @@ pub(crate) mod contract_tests {
         claims_lease_jobs_until_they_expire(store).await;
         deletes_and_zrem_apply(store).await;
         a_conflict_returns_the_guarded_keys_as_they_are(store).await;
+        members_read_in_score_order_and_expire(store).await;
+        hash_counters_add_up(store).await;
+    }
+
+    async fn hash_counters_add_up(store: &dyn Store) {
+        let key = k("funnel");
+        assert!(store.counters(&key).await.unwrap().is_empty());
+        let mut batch = Batch::new();
+        batch.hincrby(&key, "main", 2).hincrby(&key, "cart", 1);
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+        let mut again = Batch::new();
+        again.hincrby(&key, "main", 3).expire(&key, 60_000);
+        assert_eq!(store.commit(&again).await.unwrap(), Commit::Applied);
+        let mut counters = store.counters(&key).await.unwrap();
+        counters.sort();
+        assert_eq!(
+            counters,
+            vec![("cart".to_owned(), 1), ("main".to_owned(), 5)]
+        );
+    }
+
+    async fn members_read_in_score_order_and_expire(store: &dyn Store) {
+        let index = k("day");
+        assert!(store.members(&index).await.unwrap().is_empty());
+        let mut batch = Batch::new();
+        batch
+            .zadd(&index, 30, "c")
+            .zadd(&index, 10, "a")
+            .zadd(&index, 20, "b")
+            .expire(&index, 80)
+            .expire(k("absent"), 80);
+        assert_eq!(store.commit(&batch).await.unwrap(), Commit::Applied);
+        assert_eq!(store.members(&index).await.unwrap(), vec!["a", "b", "c"]);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(store.members(&index).await.unwrap().is_empty());
+        assert_eq!(store.get(&[k("absent")]).await.unwrap(), vec![None]);
     }
 
     async fn a_conflict_returns_the_guarded_keys_as_they_are(store: &dyn Store) {

@@ -45,6 +45,11 @@ async fn answer_in_span(app: &AppState, req: &UssdRequest) -> Reply {
     match outcome {
         Ok(result) => {
             let outcome = if result.repeated { "repeated" } else { "ok" };
+            if !result.repeated {
+                let now_ms = app.shop.clock.now_ms();
+                let from = result.from_screen.as_deref();
+                app.funnel.hop(&app.metrics, now_ms, from, &result.screen);
+            }
             app.metrics.inc(
                 "duka_ussd_hops_total",
                 &[("gateway", req.gateway), ("outcome", outcome)],

@@ -18,6 +18,8 @@ use super::{Batch, Guarded, Store, StoreError, Write};
 #[derive(Debug)]
 enum Value {
     Bytes(Vec<u8>),
+    /// A hash of integer counters.
+    Counters(HashMap<String, i64>),
     /// A sorted set: members by score, and each member's score.
     Sorted {
         by_score: BTreeSet<(i64, String)>,
@@ -99,7 +101,7 @@ fn sorted_mut<'a>(
     });
     match &mut entry.value {
         Value::Sorted { by_score, scores } => (by_score, scores),
-        Value::Bytes(_) => unreachable!("replaced above"),
+        Value::Bytes(_) | Value::Counters(_) => unreachable!("replaced above"),
     }
 }
 
@@ -157,6 +159,30 @@ impl Store for MemoryStore {
                         by_score.remove(&(old, member.clone()));
                     }
                 }
+                Write::HIncrBy { key, field, by } => {
+                    let stale = map.get(key.as_str()).is_some_and(|e| {
+                        e.expires_at.is_some_and(|t| t <= now)
+                            || !matches!(e.value, Value::Counters(_))
+                    });
+                    if stale {
+                        map.remove(key.as_str());
+                    }
+                    let entry = map.entry(key.clone()).or_insert_with(|| Entry {
+                        value: Value::Counters(HashMap::new()),
+                        expires_at: None,
+                    });
+                    if let Value::Counters(fields) = &mut entry.value {
+                        *fields.entry(field.clone()).or_default() += by;
+                    }
+                }
+                Write::Expire { key, ttl_ms } => {
+                    if let Some(entry) = map
+                        .get_mut(key)
+                        .filter(|e| e.expires_at.is_none_or(|t| t > now))
+                    {
+                        entry.expires_at = Some(now + Duration::from_millis(*ttl_ms));
+                    }
+                }
             }
         }
         Ok(Guarded::Applied)
@@ -182,6 +208,26 @@ impl Store for MemoryStore {
             zadd(&mut map, queue, now_ms + lease_ms, member, now);
         }
         Ok(due)
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let map = self.lock();
+        Ok(match live(&map, key, now).map(|e| &e.value) {
+            Some(Value::Sorted { by_score, .. }) => {
+                by_score.iter().map(|(_, m)| m.clone()).collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    async fn counters(&self, key: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let now = Instant::now();
+        let map = self.lock();
+        Ok(match live(&map, key, now).map(|e| &e.value) {
+            Some(Value::Counters(fields)) => fields.iter().map(|(f, n)| (f.clone(), *n)).collect(),
+            _ => Vec::new(),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -32,7 +32,7 @@ use super::{Batch, Guarded, Store, StoreError, Write};
 ///
 /// ARGV holds the guard count, then `key-index present value` per guard, then the writes:
 /// `S key-index value ttl-ms` (0 = no TTL), `D key-index`, `Z key-index score member`,
-/// `R key-index member`.
+/// `R key-index member`, `E key-index ttl-ms`, `H key-index field by`.
 const COMMIT_LUA: &str = r"
 local guards = tonumber(ARGV[1])
 local i = 2
@@ -66,6 +66,12 @@ while i <= #ARGV do
   elseif op == 'R' then
     redis.call('ZREM', key, ARGV[i + 2])
     i = i + 3
+  elseif op == 'E' then
+    redis.call('PEXPIRE', key, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'H' then
+    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
   else
     return redis.error_reply('unknown batch op ' .. tostring(op))
   end
@@ -300,6 +306,14 @@ impl Store for RedisStore {
                     let index = next_key(&mut invocation, key);
                     invocation.arg("R").arg(index).arg(member)
                 }
+                Write::Expire { key, ttl_ms } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("E").arg(index).arg(*ttl_ms)
+                }
+                Write::HIncrBy { key, field, by } => {
+                    let index = next_key(&mut invocation, key);
+                    invocation.arg("H").arg(index).arg(field).arg(*by)
+                }
             };
         }
         match self.invoke::<redis::Value>(&invocation).await? {
@@ -329,6 +343,15 @@ impl Store for RedisStore {
         let mut invocation = self.claim_script.prepare_invoke();
         invocation.key(queue).arg(now_ms).arg(lease_ms).arg(limit);
         self.invoke(&invocation).await
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.query(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+            .await
+    }
+
+    async fn counters(&self, key: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.query(redis::cmd("HGETALL").arg(key)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -784,7 +784,9 @@ fn batch_keys(batch: &Batch) -> impl Iterator<Item = &str> {
             Write::Set { key, .. }
             | Write::Delete { key }
             | Write::ZAdd { key, .. }
-            | Write::ZRem { key, .. } => key.as_str(),
+            | Write::ZRem { key, .. }
+            | Write::Expire { key, .. }
+            | Write::HIncrBy { key, .. } => key.as_str(),
         }))
 }
 
@@ -809,6 +811,16 @@ impl Store for SlotCheckedStore {
     ) -> Result<Vec<String>, StoreError> {
         self.check("claim_due", [queue]);
         self.inner.claim_due(queue, now_ms, lease_ms, limit).await
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.check("members", [key]);
+        self.inner.members(key).await
+    }
+
+    async fn counters(&self, key: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.check("counters", [key]);
+        self.inner.counters(key).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

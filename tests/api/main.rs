@@ -3,6 +3,7 @@
 
 mod abuse;
 mod cluster;
+mod console;
 mod demo;
 mod dial;
 mod durability;
