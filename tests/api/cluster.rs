@@ -246,8 +246,21 @@ impl Driver {
             let session_id = new_session_id();
             let mut text = String::new();
             let mut screens = Vec::new();
+            // A redial after an apology may find the cart the earlier session filled: the
+            // shopper starts over (`2`), as a person would, and then walks the purchase.
+            let mut resume = None;
             let inputs = std::iter::once("").chain(PURCHASE);
             for (i, input) in inputs.enumerate() {
+                if let Some(start_over) = resume.take() {
+                    text = start_over;
+                    let body = self.hop(turn, &session_id, &msisdn, &text).await;
+                    turn += 1;
+                    if body == APOLOGY {
+                        apologies += 1;
+                        break;
+                    }
+                    assert!(body.starts_with("CON Welcome"), "starting over: {body:?}");
+                }
                 if i > 0 {
                     text = if text.is_empty() {
                         input.to_owned()
@@ -266,6 +279,9 @@ impl Driver {
                     body.starts_with(if last { "END Order " } else { "CON " }),
                     "hop {i} of a purchase answered {body:?} after {screens:#?}"
                 );
+                if i == 0 && body.starts_with("CON Welcome back") {
+                    resume = Some("2".to_owned());
+                }
                 screens.push(body);
                 if last {
                     let order = order_number_in(screens.last().expect("the END screen"));
