@@ -84,6 +84,10 @@ pub struct Settings {
     pub record_filter: crate::fixtures::record::RecordFilter,
     /// `json` for production log shippers, anything else for compact human logs.
     pub log_format: String,
+    /// `MPESA_TILL`: a Buy Goods till. Pushes go to it (`CustomerBuyGoodsOnline`, `PartyB`) and
+    /// `MPESA_SHORTCODE` is the store (head office) number; with the sandbox, the sandbox's
+    /// store number and this till.
+    pub mpesa_till: Option<String>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -225,6 +229,20 @@ impl Settings {
                 }
             },
         };
+        let daraja_given = [
+            "MPESA_BASE_URL",
+            "MPESA_CONSUMER_KEY",
+            "MPESA_CONSUMER_SECRET",
+            "MPESA_PASSKEY",
+        ]
+        .iter()
+        .any(|name| var(name).is_some());
+        let mpesa_till = till(
+            var("MPESA_TILL"),
+            &mpesa,
+            daraja_given && var("MPESA_SHORTCODE").is_none(),
+            &mut problems,
+        );
         let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
         let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
         let session_ttl = session_ttl(var("DUKA_SESSION_TTL_S"), &mut problems);
@@ -288,6 +306,7 @@ impl Settings {
             record_dir: var("DUKA_RECORD_DIR").map(PathBuf::from),
             record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
+            mpesa_till,
         };
         if problems.is_empty() {
             Ok(settings)
@@ -387,6 +406,40 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     })
+}
+
+/// `MPESA_TILL`: 5 to 7 digits. With a real Daraja it needs `MPESA_SHORTCODE` as the store
+/// number (the half-given M-Pesa check names it when missing, and so does this); with the
+/// sandbox alone it puts the sandbox in till mode.
+fn till(
+    raw: Option<String>,
+    mpesa: &MpesaSettings,
+    store_number_missing: bool,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let till = raw?;
+    if !(5..=7).contains(&till.len()) || !till.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(format!(
+            "MPESA_TILL: a till number is 5 to 7 digits, not {till:?}"
+        ));
+        return None;
+    }
+    if store_number_missing {
+        problems.push(
+            "MPESA_TILL: a till on Daraja also needs MPESA_SHORTCODE, the store (head office) number"
+                .to_owned(),
+        );
+        return None;
+    }
+    match mpesa {
+        MpesaSettings::Daraja { shortcode, .. } if *shortcode == till => {
+            problems.push(format!(
+                "MPESA_TILL: {till} is also MPESA_SHORTCODE; the store number and the till differ (Daraja answers SFC_IC0003)"
+            ));
+            None
+        }
+        _ => Some(till),
+    }
 }
 
 /// A callback secret is a path segment Daraja will accept and nobody can guess.
@@ -560,6 +613,50 @@ mod tests {
         assert!(matches!(settings.sms, SmsSettings::Sandbox));
         assert!(settings.callback_secret_generated);
         check_callback_secret(settings.callback_secret.expose_secret()).unwrap();
+    }
+
+    #[test]
+    fn a_till_with_the_sandbox_puts_the_sandbox_in_till_mode() {
+        let settings = load(&[("MPESA_TILL", "5123456")]).unwrap();
+        assert!(matches!(settings.mpesa, MpesaSettings::Sandbox));
+        assert_eq!(settings.mpesa_till.as_deref(), Some("5123456"));
+        assert_eq!(load(&[]).unwrap().mpesa_till, None);
+    }
+
+    #[test]
+    fn a_half_given_or_malformed_till_configuration_is_refused() {
+        let daraja = [
+            ("MPESA_BASE_URL", "http://127.0.0.1:4010"),
+            ("MPESA_CONSUMER_KEY", "k"),
+            ("MPESA_CONSUMER_SECRET", "s"),
+            ("MPESA_PASSKEY", "p"),
+            ("MPESA_CALLBACK_SECRET", "Xq7vT2kd9LwP4nRbH3s8Ze"),
+        ];
+        let without_store = [&daraja[..], &[("MPESA_TILL", "5123456")]].concat();
+        let err = load(&without_store).unwrap_err().to_string();
+        assert!(err.contains("MPESA_SHORTCODE"), "{err}");
+        assert!(err.contains("MPESA_TILL"), "{err}");
+
+        let mut full = [&daraja[..], &[("MPESA_SHORTCODE", "174379")]].concat();
+        assert_eq!(load(&full).unwrap().mpesa_till, None);
+        full.push(("MPESA_TILL", "51234x6"));
+        let err = load(&full).unwrap_err().to_string();
+        assert!(
+            err.contains("MPESA_TILL: a till number is 5 to 7 digits"),
+            "{err}"
+        );
+        full.pop();
+        full.push(("MPESA_TILL", "174379"));
+        assert!(load(&full).unwrap_err().to_string().contains("SFC_IC0003"));
+        full.pop();
+        full.push(("MPESA_TILL", "5123456"));
+        assert_eq!(load(&full).unwrap().mpesa_till.as_deref(), Some("5123456"));
+
+        // A store number without the rest of Daraja is a half-given Daraja, till or not.
+        let err = load(&[("MPESA_TILL", "5123456"), ("MPESA_SHORTCODE", "174379")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("half configured"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ mod tests {
                 query_after_ms: 60_000,
                 session_ttl_ms: 300_000,
                 resend_window_ms: crate::session::RESEND_WINDOW_MS,
+                till: None,
             },
             Clock::system(),
             Some(1),

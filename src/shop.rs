@@ -68,6 +68,19 @@ pub struct ShopSettings {
     /// How soon the same input again counts as a resend on a gateway that numbers no hops
     /// (`DUKA_USSD_RESEND_WINDOW_MS`; see [`crate::session::RESEND_WINDOW_MS`]).
     pub resend_window_ms: i64,
+    /// A Buy Goods till (`MPESA_TILL`): pushes go to it and shoppers are told to pay to it;
+    /// `paybill` is then the store (head office) number.
+    pub till: Option<String>,
+}
+
+impl ShopSettings {
+    /// Where shoppers are told to pay by hand: the till when there is one, else the paybill.
+    pub fn payee(&self) -> crate::menu::Payee<'_> {
+        match &self.till {
+            Some(till) => crate::menu::Payee::Till(till),
+            None => crate::menu::Payee::Paybill(&self.paybill),
+        }
+    }
 }
 
 /// The shared core of a running Duka.

@@ -251,6 +251,7 @@ impl Application {
                 // The demo's paybill has External Validation, so a wrong amount is refused.
                 let sandbox = MpesaSandbox::start(MpesaSandboxConfig {
                     c2b_validation: true,
+                    till: settings.mpesa_till.clone(),
                     ..MpesaSandboxConfig::default()
                 })
                 .await
@@ -279,13 +280,16 @@ impl Application {
                 let strict = !crate::config::is_loopback_url(base_url);
                 crate::mpesa::check_callback_url(&settings.stk_callback_url(&public_url), strict)
                     .context("DUKA_PUBLIC_URL cannot be Daraja's callback URL")?;
-                DarajaClient::new(DarajaConfig::new(
-                    base_url.clone(),
-                    consumer_key.clone(),
-                    consumer_secret.clone(),
-                    shortcode.clone(),
-                    passkey.clone(),
-                ))?
+                DarajaClient::new(
+                    DarajaConfig::new(
+                        base_url.clone(),
+                        consumer_key.clone(),
+                        consumer_secret.clone(),
+                        shortcode.clone(),
+                        passkey.clone(),
+                    )
+                    .with_till(settings.mpesa_till.clone()),
+                )?
             }
         };
         let sms = match &settings.sms {
@@ -330,6 +334,7 @@ impl Application {
                 query_after_ms: settings.mpesa_query_after.as_millis() as i64,
                 session_ttl_ms: settings.session_ttl.as_millis() as u64,
                 resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
+                till: daraja.till().map(str::to_owned),
             },
             options.clock,
             options.seed,

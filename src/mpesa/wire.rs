@@ -51,6 +51,10 @@ impl fmt::Display for Endpoint {
 /// The transaction type of an STK push to a paybill (`CustomerBuyGoodsOnline` is for tills).
 pub const PAYBILL_TRANSACTION_TYPE: &str = "CustomerPayBillOnline";
 
+/// The transaction type of an STK push to a Buy Goods till: `BusinessShortCode` is then the
+/// store (head office) number and `PartyB` the till.
+pub const TILL_TRANSACTION_TYPE: &str = "CustomerBuyGoodsOnline";
+
 /// `Password`: `base64(BusinessShortCode + Passkey + Timestamp)`, with no separator.
 pub fn stk_password(shortcode: &str, passkey: &str, timestamp: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{shortcode}{passkey}{timestamp}"))

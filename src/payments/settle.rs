@@ -129,7 +129,7 @@ pub async fn settle(
                     &shop.catalog(),
                     &order,
                     result_code,
-                    &shop.settings.paybill,
+                    shop.settings.payee(),
                 ),
                 now_ms,
             );

@@ -101,6 +101,10 @@ pub struct SandboxConfig {
     /// The id generator's seed; `None` draws one, so restarts do not reuse ids.
     pub seed: Option<u64>,
     pub clock: Arc<dyn Clock>,
+    /// Till mode: a Buy Goods till behind the store number `shortcode` (`MPESA_TILL` with the
+    /// sandbox). Pushes must then be `CustomerBuyGoodsOnline` to this till; paybill-shaped ones
+    /// get `SFC_IC0003`.
+    pub till: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -125,6 +129,7 @@ impl Default for SandboxConfig {
             amount_format: AmountFormat::Mixed,
             seed: None,
             clock: Arc::new(SystemClock),
+            till: None,
         }
     }
 }
@@ -494,6 +499,7 @@ impl MpesaSandbox {
             state.config.shortcode.clone(),
             state.config.passkey.clone(),
         )
+        .with_till(state.config.till.clone())
     }
 
     /// The current settings.

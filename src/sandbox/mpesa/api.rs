@@ -206,6 +206,7 @@ fn rules(state: &SandboxState) -> Rules {
         timestamp_skew: state.config.timestamp_skew,
         amount_cap: state.config.amount_cap,
         strict_urls: state.config.strict_urls,
+        till: state.config.till.clone(),
     }
 }
 
