@@ -11,4 +11,5 @@ mod operations;
 mod payments;
 mod robustness;
 mod sms;
+mod till;
 mod ussd_menus;

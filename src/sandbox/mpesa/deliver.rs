@@ -269,7 +269,8 @@ async fn post_to_duka(
     reply
 }
 
-/// A paybill payment: validation if enabled, `ResponseType` when it fails, then confirmation.
+/// A paybill payment (or, in till mode, a Buy Goods payment with no account): validation if
+/// enabled, `ResponseType` when it fails, then confirmation.
 pub(crate) async fn pay_bill(
     inner: &Inner,
     payment: PayBill,
@@ -285,7 +286,11 @@ pub(crate) async fn pay_bill(
         let trans_id = state.ids.receipt(now);
         (
             registration,
-            state.config.shortcode.clone(),
+            // A till's payments name the till and carry no account (`BillRefNumber` "").
+            state.config.till.clone().map_or_else(
+                || ("Pay Bill", state.config.shortcode.clone()),
+                |till| ("Buy Goods", till),
+            ),
             state.config.c2b_validation,
             state.config.validation_timeout,
             state.config.callback_timeout,
@@ -297,13 +302,19 @@ pub(crate) async fn pay_bill(
         MsisdnStyle::Hashed => fake_msisdn_hash(&payment.phone),
         MsisdnStyle::Masked => masked_msisdn(&payment.phone),
     };
+    let (transaction_type, shortcode) = shortcode;
+    let account = if transaction_type == "Buy Goods" {
+        String::new()
+    } else {
+        payment.account
+    };
     let mut body = json!({
-        "TransactionType": "Pay Bill",
+        "TransactionType": transaction_type,
         "TransID": trans_id,
         "TransTime": eat_timestamp(now),
         "TransAmount": format!("{amount:.2}"),
         "BusinessShortCode": shortcode,
-        "BillRefNumber": payment.account,
+        "BillRefNumber": account,
         "InvoiceNumber": "",
         "OrgAccountBalance": "",
         "ThirdPartyTransID": "",
