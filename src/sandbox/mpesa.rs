@@ -222,7 +222,9 @@ pub struct Prompt {
     pub checkout_request_id: String,
     pub phone: Msisdn,
     pub amount: u32,
+    /// Empty for a till, which takes no account.
     pub account_reference: String,
+    /// The paybill, or the till in till mode.
     pub shortcode: String,
     pub opened_at: DateTime<Utc>,
 }
@@ -230,6 +232,13 @@ pub struct Prompt {
 impl Prompt {
     /// The text the phone shows, close to the real prompt.
     pub fn text(&self) -> String {
+        if self.account_reference.is_empty() {
+            // A till: no account number.
+            return format!(
+                "Do you want to pay KES {} to till {}? Enter M-PESA PIN:",
+                self.amount, self.shortcode
+            );
+        }
         format!(
             "Do you want to pay KES {} to {} account no. {}? Enter M-PESA PIN:",
             self.amount, self.shortcode, self.account_reference

@@ -299,8 +299,15 @@ fn accept_push(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> An
         checkout_request_id: checkout_request_id.clone(),
         phone: push.phone.clone(),
         amount: push.amount,
-        account_reference: push.account_reference.clone(),
-        shortcode: rules.shortcode.clone(),
+        // A till's prompt names the till and no account.
+        account_reference: match rules.till {
+            Some(_) => String::new(),
+            None => push.account_reference.clone(),
+        },
+        shortcode: rules
+            .till
+            .clone()
+            .unwrap_or_else(|| rules.shortcode.clone()),
         opened_at: now,
     });
     state.transactions.insert(
