@@ -55,7 +55,7 @@ impl Phone {
             screen_max: menu::DEFAULT_SCREEN_MAX,
             cart: &self.cart,
             profile: &self.profile,
-            paybill: "174379",
+            payee: duka::menu::Payee::Paybill("174379"),
             new_order_number: "D7K2Q9",
             now_ms: 1_700_000_000_000,
         }
@@ -216,7 +216,7 @@ fn hop(c: &mut Criterion) {
                 screen_max: menu::DEFAULT_SCREEN_MAX,
                 cart: &cart,
                 profile: &profile,
-                paybill: "174379",
+                payee: duka::menu::Payee::Paybill("174379"),
                 new_order_number: "D7K2Q9",
                 now_ms: 1_700_000_000_000,
             };
