@@ -292,6 +292,12 @@ impl Application {
                 )?
             }
         };
+        if let Some(till) = daraja.till() {
+            tracing::info!(
+                "M-Pesa in till mode: STK pushes go to Buy Goods till {till}, signed by store number {}",
+                daraja.shortcode()
+            );
+        }
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
                 let sandbox = SmsSandbox::start(SmsSandboxConfig {
