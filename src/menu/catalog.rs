@@ -135,6 +135,7 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
         &["shop", "order", "total", "till", "reason"],
     ),
     ("sms.nudge", &["shop", "items", "total", "shortcode"]),
+    ("sms.refund", &["shop", "order", "amount", "receipt"]),
     ("reason.cancelled", &[]),
     ("reason.wrong_pin", &[]),
     ("reason.timeout", &[]),

@@ -64,6 +64,9 @@ pub struct DarajaConfig {
     /// A Buy Goods till (`MPESA_TILL`): pushes are `CustomerBuyGoodsOnline` with `PartyB` = the
     /// till, and `shortcode` is the store (head office) number. `None`: a paybill.
     pub till: Option<String>,
+    /// The API operator refunds are made as (`MPESA_INITIATOR_NAME`) and its password encrypted
+    /// with Safaricom's certificate (`MPESA_SECURITY_CREDENTIAL`). `None`: no refunds.
+    pub initiator: Option<(String, SecretString)>,
 }
 
 impl DarajaConfig {
@@ -87,7 +90,15 @@ impl DarajaConfig {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             till: None,
+            initiator: None,
         }
+    }
+
+    /// The same configuration able to refund as this initiator.
+    #[must_use]
+    pub fn with_initiator(mut self, initiator: Option<(String, SecretString)>) -> Self {
+        self.initiator = initiator;
+        self
     }
 
     /// The same configuration pushing to the Buy Goods till `till` (`None`: the paybill).
@@ -190,6 +201,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     tokens: TokenCache,
     till: Option<String>,
+    initiator: Option<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for DarajaClient {
@@ -249,8 +261,17 @@ impl DarajaClient {
                 clock,
                 tokens: TokenCache::default(),
                 till,
+                initiator: config.initiator,
             }),
         })
+    }
+
+    /// The initiator name and security credential refunds are made with, when configured.
+    pub fn initiator(&self) -> Option<(&str, &SecretString)> {
+        self.inner
+            .initiator
+            .as_ref()
+            .map(|(name, credential)| (name.as_str(), credential))
     }
 
     pub fn shortcode(&self) -> &str {
@@ -435,7 +456,7 @@ impl DarajaClient {
 
     /// POSTs `body` with the cached token, and once more with a fresh token if Daraja refuses
     /// the first one.
-    async fn call<B: Serialize + ?Sized>(
+    pub(crate) async fn call<B: Serialize + ?Sized>(
         &self,
         endpoint: Endpoint,
         body: &B,
@@ -663,14 +684,14 @@ impl TokenCache {
 }
 
 /// A reply as it came off the wire, before it is judged.
-struct Reply {
+pub(crate) struct Reply {
     endpoint: Endpoint,
     status: StatusCode,
     body: Bytes,
 }
 
 impl Reply {
-    fn envelope(&self) -> Option<DarajaError> {
+    pub(crate) fn envelope(&self) -> Option<DarajaError> {
         let envelope: ErrorEnvelope = serde_json::from_slice(&self.body).ok()?;
         Some(DarajaError {
             request_id: envelope.request_id,
@@ -703,7 +724,7 @@ impl Reply {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self) -> Result<T, MpesaError> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T, MpesaError> {
         if !self.status.is_success() {
             return Err(self.error());
         }

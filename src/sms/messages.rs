@@ -68,6 +68,20 @@ pub fn payment_failed(
     )
 }
 
+/// "KES A of your M-Pesa payment R for order X has been sent back to you."
+pub fn refund(catalog: &Catalog, order: &Order, amount: Kes, receipt: &str) -> String {
+    catalog.text(
+        order.lang,
+        "sms.refund",
+        &[
+            ("shop", catalog.shop_name()),
+            ("order", &order.number),
+            ("amount", &amount.to_string()),
+            ("receipt", receipt),
+        ],
+    )
+}
+
 /// "Your cart is waiting: items, total. Dial *384*12# to finish."
 pub fn nudge(catalog: &Catalog, lang: Lang, cart: &Cart, shortcode: &str) -> String {
     let lines = cart.order_lines(catalog, lang);
