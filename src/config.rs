@@ -88,6 +88,9 @@ pub struct Settings {
     /// `MPESA_SHORTCODE` is the store (head office) number; with the sandbox, the sandbox's
     /// store number and this till.
     pub mpesa_till: Option<String>,
+    /// `MPESA_INITIATOR_NAME` and `MPESA_SECURITY_CREDENTIAL`: the API operator refunds are made
+    /// as. Both or neither; with the sandbox, the sandbox's own.
+    pub mpesa_initiator: Option<(String, SecretString)>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -307,12 +310,27 @@ impl Settings {
             record_filter,
             log_format: var("DUKA_LOG_FORMAT").unwrap_or_else(|| "compact".to_owned()),
             mpesa_till,
+            mpesa_initiator: initiator(
+                var("MPESA_INITIATOR_NAME"),
+                var("MPESA_SECURITY_CREDENTIAL"),
+                &mut problems,
+            ),
         };
         if problems.is_empty() {
             Ok(settings)
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// The URLs Daraja posts refund results and timeouts to: `(result, timeout)` for `api`
+    /// `reversal` or `b2c`.
+    pub fn refund_urls(&self, public_url: &str, api: &str) -> (String, String) {
+        let base = format!(
+            "{public_url}/payments/{}/{api}",
+            self.callback_secret.expose_secret()
+        );
+        (format!("{base}/result"), format!("{base}/timeout"))
     }
 
     /// The public base URL, given `bound`, the address the server actually listens on.
@@ -780,5 +798,30 @@ mod tests {
         let settings = load(&[("MPESA_ALLOWED_IPS", "196.201.214.200, 196.201.212.0/24")]).unwrap();
         assert_eq!(settings.mpesa_allowed_ips.len(), 2);
         assert!(load(&[("MPESA_ALLOWED_IPS", "not-an-ip")]).is_err());
+    }
+}
+
+/// `MPESA_INITIATOR_NAME` with `MPESA_SECURITY_CREDENTIAL`: both or neither.
+fn initiator(
+    name: Option<String>,
+    credential: Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<(String, SecretString)> {
+    match (name, credential) {
+        (None, None) => None,
+        (Some(name), Some(credential))
+            if !name.trim().is_empty() && !credential.trim().is_empty() =>
+        {
+            Some((
+                name.trim().to_owned(),
+                SecretString::from(credential.trim().to_owned()),
+            ))
+        }
+        _ => {
+            problems.push(
+                "refunds need both MPESA_INITIATOR_NAME and MPESA_SECURITY_CREDENTIAL (the initiator's password encrypted with Safaricom's certificate), or neither".to_owned(),
+            );
+            None
+        }
     }
 }

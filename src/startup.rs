@@ -288,7 +288,8 @@ impl Application {
                         shortcode.clone(),
                         passkey.clone(),
                     )
-                    .with_till(settings.mpesa_till.clone()),
+                    .with_till(settings.mpesa_till.clone())
+                    .with_initiator(settings.mpesa_initiator.clone()),
                 )?
             }
         };

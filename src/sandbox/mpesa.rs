@@ -45,6 +45,7 @@ mod api;
 mod checks;
 mod deliver;
 mod ids;
+pub mod refunds;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -105,6 +106,11 @@ pub struct SandboxConfig {
     /// sandbox). Pushes must then be `CustomerBuyGoodsOnline` to this till; paybill-shaped ones
     /// get `SFC_IC0003`.
     pub till: Option<String>,
+    /// The API operator refunds must come from, and its security credential.
+    pub initiator_name: String,
+    pub security_credential: SecretString,
+    /// How refund requests that pass the checks end.
+    pub refund_outcome: refunds::RefundOutcome,
 }
 
 impl Default for SandboxConfig {
@@ -130,6 +136,9 @@ impl Default for SandboxConfig {
             seed: None,
             clock: Arc::new(SystemClock),
             till: None,
+            initiator_name: "duka-sandbox-initiator".into(),
+            security_credential: SecretString::from("duka-sandbox-security-credential"),
+            refund_outcome: refunds::RefundOutcome::Done,
         }
     }
 }
@@ -365,6 +374,10 @@ pub enum CallbackKind {
     Stk,
     C2bValidation,
     C2bConfirmation,
+    /// A reversal result or timeout.
+    Reversal,
+    /// A B2C result or timeout.
+    B2c,
 }
 
 /// One call the sandbox made to Duka.
@@ -509,6 +522,15 @@ impl MpesaSandbox {
             state.config.passkey.clone(),
         )
         .with_till(state.config.till.clone())
+        .with_initiator(Some((
+            state.config.initiator_name.clone(),
+            state.config.security_credential.clone(),
+        )))
+    }
+
+    /// The refund requests (reversal and B2C) the sandbox took, oldest first.
+    pub fn refunds(&self) -> Vec<refunds::RecordedRefund> {
+        self.inner.lock().refunds.clone()
     }
 
     /// The current settings.

@@ -124,6 +124,9 @@ fn finish_push(
         .map(|t| Arc::clone(&t.result_queried))?;
     let now = state.config.clock.now();
     let receipt = (result_code == 0).then(|| state.ids.receipt(now));
+    if let Some(receipt) = &receipt {
+        state.receipts.insert(receipt.clone());
+    }
     let two_decimals = match state.config.amount_format {
         AmountFormat::Integer => false,
         AmountFormat::TwoDecimals => true,
@@ -211,7 +214,7 @@ fn stk_callback_body(
 }
 
 /// POSTs a body to Duka and records the call with Duka's reply.
-async fn post_to_duka(
+pub(crate) async fn post_to_duka(
     inner: &Inner,
     kind: CallbackKind,
     url: &str,
@@ -284,6 +287,7 @@ pub(crate) async fn pay_bill(
         let registration = state.c2b.clone().ok_or(SandboxError::NoC2bUrls)?;
         let now = state.config.clock.now();
         let trans_id = state.ids.receipt(now);
+        state.receipts.insert(trans_id.clone());
         (
             registration,
             // A till's payments name the till and carry no account (`BillRefNumber` "").
