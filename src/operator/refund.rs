@@ -61,6 +61,36 @@ pub async fn approve(
     Ok(ReportRefund::of(refund))
 }
 
+/// Approves a refund straight in the shop's Redis (production: `REDIS_URL` set). The running
+/// servers' job workers pick the request up from the queue.
+///
+/// # Errors
+/// The store cannot be reached, the menus do not load, or see [`ApproveError`].
+pub async fn approve_in_store(
+    settings: &crate::config::Settings,
+    number: &str,
+    amount: Option<Kes>,
+) -> anyhow::Result<ReportRefund> {
+    let store = crate::startup::connect_store(&settings.store).await?;
+    let catalog = crate::menu::Catalog::load(&settings.menus_dir)?;
+    let shop = Shop::new(
+        store,
+        crate::keys::Keys::new(settings.key_prefix.clone()),
+        std::sync::Arc::new(catalog),
+        crate::shop::ShopSettings {
+            paybill: String::new(),
+            order_ttl_ms: settings.order_ttl.as_millis() as i64,
+            query_after_ms: settings.mpesa_query_after.as_millis() as i64,
+            session_ttl_ms: settings.session_ttl.as_millis() as u64,
+            resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
+            till: settings.mpesa_till.clone(),
+        },
+        crate::shop::Clock::system(),
+        None,
+    );
+    Ok(approve(&shop, number, amount).await?)
+}
+
 /// The refund approved, as text for a person.
 pub fn render(number: &str, refund: &ReportRefund) -> String {
     let how = match refund.method {

@@ -9,6 +9,7 @@ mod gateways;
 mod helpers;
 mod operations;
 mod payments;
+mod refunds;
 mod robustness;
 mod sms;
 mod till;
