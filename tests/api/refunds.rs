@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use duka::money::Kes;
+use duka::mpesa::Endpoint;
 use duka::msisdn::Msisdn;
 use duka::operator::refund::{approve, ApproveError};
 use duka::orders::{OrderFlag, OrderStatus, RefundMethod, RefundState};
 use duka::payments::refunds::RefundRefusal;
 use duka::sandbox::mpesa::refunds::RefundOutcome;
 use duka::sandbox::mpesa::{CallbackKind, PayBillResult};
-use duka::mpesa::Endpoint;
 use serde_json::json;
 
 use crate::helpers::{eventually, order_number_in, Phone, TestApp, TestOptions};
@@ -34,7 +34,9 @@ async fn overpaid_order(app: &TestApp, phone: &str) -> (String, String) {
     let mut phone = app.phone(phone);
     let number = buy(&mut phone).await;
     eventually("the order to be paid", WAIT, || async {
-        app.order(&number).await.filter(|o| o.status == OrderStatus::Paid)
+        app.order(&number)
+            .await
+            .filter(|o| o.status == OrderStatus::Paid)
     })
     .await;
     let again = app.mpesa().pay_bill(&number, "900.00").await.unwrap();

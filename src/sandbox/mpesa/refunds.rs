@@ -167,7 +167,8 @@ fn take(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value, endpoint: En
         state.org_balance -= amount;
     }
     let conversation_id = format!("AG_{}", state.ids.originator_conversation_id());
-    let transaction_id = state.ids.receipt(inner.now());
+    let now = state.config.clock.now();
+    let transaction_id = state.ids.receipt(now);
     state.refunds.push(RecordedRefund {
         endpoint,
         originator_conversation_id: ocid.clone(),
