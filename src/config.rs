@@ -577,6 +577,31 @@ fn ussd_guard(var: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) 
     }
 }
 
+/// `MPESA_INITIATOR_NAME` with `MPESA_SECURITY_CREDENTIAL`: both or neither.
+fn initiator(
+    name: Option<String>,
+    credential: Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<(String, SecretString)> {
+    match (name, credential) {
+        (None, None) => None,
+        (Some(name), Some(credential))
+            if !name.trim().is_empty() && !credential.trim().is_empty() =>
+        {
+            Some((
+                name.trim().to_owned(),
+                SecretString::from(credential.trim().to_owned()),
+            ))
+        }
+        _ => {
+            problems.push(
+                "refunds need both MPESA_INITIATOR_NAME and MPESA_SECURITY_CREDENTIAL (the initiator's password encrypted with Safaricom's certificate), or neither".to_owned(),
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,29 +824,14 @@ mod tests {
         assert_eq!(settings.mpesa_allowed_ips.len(), 2);
         assert!(load(&[("MPESA_ALLOWED_IPS", "not-an-ip")]).is_err());
     }
-}
 
-/// `MPESA_INITIATOR_NAME` with `MPESA_SECURITY_CREDENTIAL`: both or neither.
-fn initiator(
-    name: Option<String>,
-    credential: Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<(String, SecretString)> {
-    match (name, credential) {
-        (None, None) => None,
-        (Some(name), Some(credential))
-            if !name.trim().is_empty() && !credential.trim().is_empty() =>
-        {
-            Some((
-                name.trim().to_owned(),
-                SecretString::from(credential.trim().to_owned()),
-            ))
-        }
-        _ => {
-            problems.push(
-                "refunds need both MPESA_INITIATOR_NAME and MPESA_SECURITY_CREDENTIAL (the initiator's password encrypted with Safaricom's certificate), or neither".to_owned(),
-            );
-            None
-        }
+    #[test]
+    fn refunds_need_both_initiator_settings_or_neither() {
+        let mut problems = Vec::new();
+        assert!(initiator(None, None, &mut problems).is_none());
+        assert!(initiator(Some("api".into()), Some("c".into()), &mut problems).is_some());
+        assert!(problems.is_empty());
+        assert!(initiator(Some("api".into()), None, &mut problems).is_none());
+        assert!(problems[0].contains("MPESA_SECURITY_CREDENTIAL"));
     }
 }
