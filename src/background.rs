@@ -41,6 +41,11 @@ impl JobHandler for Background {
                         .await
                 }
                 Job::Expire { order } => self.payments.expire(shop, order).await,
+                Job::Refund { order, receipt } => {
+                    self.payments
+                        .refund(shop, &self.metrics, order, receipt)
+                        .await
+                }
                 Job::Sms { message } => {
                     crate::sms::worker::deliver(
                         shop,

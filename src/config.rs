@@ -92,6 +92,13 @@ pub struct Settings {
     /// `DUKA_CONSOLE_PASSWORD_HASH`: the operator console's argon2 PHC hash; `None` turns the
     /// console off (the demo turns it on with a generated password).
     pub console_password_hash: Option<String>,
+    /// `MPESA_TILL`: a Buy Goods till. Pushes go to it (`CustomerBuyGoodsOnline`, `PartyB`) and
+    /// `MPESA_SHORTCODE` is the store (head office) number; with the sandbox, the sandbox's
+    /// store number and this till.
+    pub mpesa_till: Option<String>,
+    /// `MPESA_INITIATOR_NAME` and `MPESA_SECURITY_CREDENTIAL`: the API operator refunds are made
+    /// as. Both or neither; with the sandbox, the sandbox's own.
+    pub mpesa_initiator: Option<(String, SecretString)>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -233,6 +240,20 @@ impl Settings {
                 }
             },
         };
+        let daraja_given = [
+            "MPESA_BASE_URL",
+            "MPESA_CONSUMER_KEY",
+            "MPESA_CONSUMER_SECRET",
+            "MPESA_PASSKEY",
+        ]
+        .iter()
+        .any(|name| var(name).is_some());
+        let mpesa_till = till(
+            var("MPESA_TILL"),
+            &mpesa,
+            daraja_given && var("MPESA_SHORTCODE").is_none(),
+            &mut problems,
+        );
         let mpesa_query_after = seconds("MPESA_QUERY_AFTER_S", 60, &mut problems);
         let order_ttl = seconds("DUKA_ORDER_TTL_S", 86_400, &mut problems);
         let session_ttl = session_ttl(var("DUKA_SESSION_TTL_S"), &mut problems);
@@ -300,12 +321,28 @@ impl Settings {
             session_cache: session_cache(var("DUKA_SESSION_CACHE"), &mut problems),
             limits,
             console_password_hash: var("DUKA_CONSOLE_PASSWORD_HASH"),
+            mpesa_till,
+            mpesa_initiator: initiator(
+                var("MPESA_INITIATOR_NAME"),
+                var("MPESA_SECURITY_CREDENTIAL"),
+                &mut problems,
+            ),
         };
         if problems.is_empty() {
             Ok(settings)
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// The URLs Daraja posts refund results and timeouts to: `(result, timeout)` for `api`
+    /// `reversal` or `b2c`.
+    pub fn refund_urls(&self, public_url: &str, api: &str) -> (String, String) {
+        let base = format!(
+            "{public_url}/payments/{}/{api}",
+            self.callback_secret.expose_secret()
+        );
+        (format!("{base}/result"), format!("{base}/timeout"))
     }
 
     /// The public base URL, given `bound`, the address the server actually listens on.
@@ -416,6 +453,40 @@ pub fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     })
+}
+
+/// `MPESA_TILL`: 5 to 7 digits. With a real Daraja it needs `MPESA_SHORTCODE` as the store
+/// number (the half-given M-Pesa check names it when missing, and so does this); with the
+/// sandbox alone it puts the sandbox in till mode.
+fn till(
+    raw: Option<String>,
+    mpesa: &MpesaSettings,
+    store_number_missing: bool,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    let till = raw?;
+    if !(5..=7).contains(&till.len()) || !till.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(format!(
+            "MPESA_TILL: a till number is 5 to 7 digits, not {till:?}"
+        ));
+        return None;
+    }
+    if store_number_missing {
+        problems.push(
+            "MPESA_TILL: a till on Daraja also needs MPESA_SHORTCODE, the store (head office) number"
+                .to_owned(),
+        );
+        return None;
+    }
+    match mpesa {
+        MpesaSettings::Daraja { shortcode, .. } if *shortcode == till => {
+            problems.push(format!(
+                "MPESA_TILL: {till} is also MPESA_SHORTCODE; the store number and the till differ (Daraja answers SFC_IC0003)"
+            ));
+            None
+        }
+        _ => Some(till),
+    }
 }
 
 /// A callback secret is a path segment Daraja will accept and nobody can guess.
@@ -539,6 +610,31 @@ fn ussd_guard(var: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) 
     }
 }
 
+/// `MPESA_INITIATOR_NAME` with `MPESA_SECURITY_CREDENTIAL`: both or neither.
+fn initiator(
+    name: Option<String>,
+    credential: Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<(String, SecretString)> {
+    match (name, credential) {
+        (None, None) => None,
+        (Some(name), Some(credential))
+            if !name.trim().is_empty() && !credential.trim().is_empty() =>
+        {
+            Some((
+                name.trim().to_owned(),
+                SecretString::from(credential.trim().to_owned()),
+            ))
+        }
+        _ => {
+            problems.push(
+                "refunds need both MPESA_INITIATOR_NAME and MPESA_SECURITY_CREDENTIAL (the initiator's password encrypted with Safaricom's certificate), or neither".to_owned(),
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +702,50 @@ mod tests {
         assert!(matches!(settings.sms, SmsSettings::Sandbox));
         assert!(settings.callback_secret_generated);
         check_callback_secret(settings.callback_secret.expose_secret()).unwrap();
+    }
+
+    #[test]
+    fn a_till_with_the_sandbox_puts_the_sandbox_in_till_mode() {
+        let settings = load(&[("MPESA_TILL", "5123456")]).unwrap();
+        assert!(matches!(settings.mpesa, MpesaSettings::Sandbox));
+        assert_eq!(settings.mpesa_till.as_deref(), Some("5123456"));
+        assert_eq!(load(&[]).unwrap().mpesa_till, None);
+    }
+
+    #[test]
+    fn a_half_given_or_malformed_till_configuration_is_refused() {
+        let daraja = [
+            ("MPESA_BASE_URL", "http://127.0.0.1:4010"),
+            ("MPESA_CONSUMER_KEY", "k"),
+            ("MPESA_CONSUMER_SECRET", "s"),
+            ("MPESA_PASSKEY", "p"),
+            ("MPESA_CALLBACK_SECRET", "Xq7vT2kd9LwP4nRbH3s8Ze"),
+        ];
+        let without_store = [&daraja[..], &[("MPESA_TILL", "5123456")]].concat();
+        let err = load(&without_store).unwrap_err().to_string();
+        assert!(err.contains("MPESA_SHORTCODE"), "{err}");
+        assert!(err.contains("MPESA_TILL"), "{err}");
+
+        let mut full = [&daraja[..], &[("MPESA_SHORTCODE", "174379")]].concat();
+        assert_eq!(load(&full).unwrap().mpesa_till, None);
+        full.push(("MPESA_TILL", "51234x6"));
+        let err = load(&full).unwrap_err().to_string();
+        assert!(
+            err.contains("MPESA_TILL: a till number is 5 to 7 digits"),
+            "{err}"
+        );
+        full.pop();
+        full.push(("MPESA_TILL", "174379"));
+        assert!(load(&full).unwrap_err().to_string().contains("SFC_IC0003"));
+        full.pop();
+        full.push(("MPESA_TILL", "5123456"));
+        assert_eq!(load(&full).unwrap().mpesa_till.as_deref(), Some("5123456"));
+
+        // A store number without the rest of Daraja is a half-given Daraja, till or not.
+        let err = load(&[("MPESA_TILL", "5123456"), ("MPESA_SHORTCODE", "174379")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("half configured"), "{err}");
     }
 
     #[test]
@@ -729,5 +869,15 @@ mod tests {
         let settings = load(&[("MPESA_ALLOWED_IPS", "196.201.214.200, 196.201.212.0/24")]).unwrap();
         assert_eq!(settings.mpesa_allowed_ips.len(), 2);
         assert!(load(&[("MPESA_ALLOWED_IPS", "not-an-ip")]).is_err());
+    }
+
+    #[test]
+    fn refunds_need_both_initiator_settings_or_neither() {
+        let mut problems = Vec::new();
+        assert!(initiator(None, None, &mut problems).is_none());
+        assert!(initiator(Some("api".into()), Some("c".into()), &mut problems).is_some());
+        assert!(problems.is_empty());
+        assert!(initiator(Some("api".into()), None, &mut problems).is_none());
+        assert!(problems[0].contains("MPESA_SECURITY_CREDENTIAL"));
     }
 }

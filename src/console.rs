@@ -23,6 +23,7 @@ pub mod funnel;
 pub mod orders;
 pub mod page;
 pub mod phone;
+pub mod refund;
 
 use std::sync::Arc;
 
@@ -80,6 +81,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/console", get(orders::list))
         .route("/console/attention", get(orders::attention))
         .route("/console/orders/{number}", get(orders::page))
+        .route(
+            "/console/orders/{number}/refund",
+            axum::routing::post(refund::approve),
+        )
         .route("/console/api/orders/{number}", get(orders::json))
         .route("/console/catalog", get(catalog::page))
         .route("/console/funnel", get(funnel::page))

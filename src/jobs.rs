@@ -47,6 +47,8 @@ pub enum Job {
     Expire { order: String },
     /// Deliver an outbox message.
     Sms { message: String },
+    /// Send the refund request for the payment `receipt` of an order to Daraja.
+    Refund { order: String, receipt: String },
 }
 
 impl Job {
@@ -56,7 +58,8 @@ impl Job {
             Job::Push { order, .. }
             | Job::PayAgain { order, .. }
             | Job::Query { order, .. }
-            | Job::Expire { order } => shard_of(order),
+            | Job::Expire { order }
+            | Job::Refund { order, .. } => shard_of(order),
             Job::Sms { message } => shard_of(message_owner(message)),
         }
     }
@@ -68,6 +71,7 @@ impl Job {
             Job::Query { order, attempt } => format!("query:{order}:{attempt}"),
             Job::Expire { order } => format!("expire:{order}"),
             Job::Sms { message } => format!("sms:{message}"),
+            Job::Refund { order, receipt } => format!("refund:{order}:{receipt}"),
         }
     }
 
@@ -91,6 +95,10 @@ impl Job {
             },
             ("expire", None) => Job::Expire { order: first },
             ("sms", None) => Job::Sms { message: first },
+            ("refund", Some(receipt)) => Job::Refund {
+                order: first,
+                receipt: receipt.to_owned(),
+            },
             _ => return None,
         })
     }

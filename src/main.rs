@@ -78,6 +78,21 @@ enum Command {
         #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
         operator_token_file: PathBuf,
     },
+    /// Approve a refund for an order: the whole late or double payment (a reversal) or part of it
+    /// (`--amount`, a B2C payment to the shopper). Exits non-zero when refused.
+    Refund {
+        /// The order number.
+        number: String,
+        /// Whole shillings, at most what is refundable (default: all of it).
+        #[arg(long, value_parser = parse_kes)]
+        amount: Option<duka::money::Kes>,
+        /// Without REDIS_URL: the running demo to ask (default: http:// and DUKA_LISTEN).
+        #[arg(long)]
+        url: Option<String>,
+        /// Without REDIS_URL: the file the demo wrote its operator token to.
+        #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
+        operator_token_file: PathBuf,
+    },
     /// M-Pesa operations.
     Mpesa {
         #[command(subcommand)]
@@ -208,6 +223,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Refund {
+            number,
+            amount,
+            url,
+            operator_token_file,
+        } => {
+            let settings = Settings::from_env()?;
+            let number = duka::orders::normalise_order_number(&number);
+            let approved = if settings.store == duka::config::StoreSettings::Embedded {
+                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let token = duka::operator::endpoint::read_token(&operator_token_file)
+                    .with_context(|| {
+                        format!(
+                            "without REDIS_URL, duka refund asks the running demo at {url} with the token it wrote to {}",
+                            operator_token_file.display()
+                        )
+                    })?;
+                duka::operator::remote::request_refund(&url, &token, &number, amount)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+            } else {
+                duka::operator::refund::approve_in_store(&settings, &number, amount)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+            };
+            match approved {
+                Ok(refund) => {
+                    print!("{}", duka::operator::refund::render(&number, &refund));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Mpesa {
             command: MpesaCommand::RegisterUrls,
         } => {
@@ -260,6 +311,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+fn parse_kes(raw: &str) -> Result<duka::money::Kes, String> {
+    duka::money::Kes::parse(raw).map_err(|e| e.to_string())
 }
 
 fn parse_phone(raw: &str) -> Result<duka::msisdn::Msisdn, String> {

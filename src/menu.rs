@@ -30,6 +30,41 @@ use crate::money::Kes;
 use crate::msisdn::Msisdn;
 use crate::orders::{OrderLine, OrderSummary};
 
+/// Where a shopper pays by hand when no prompt comes: a paybill, with the order number as the
+/// account, or a Buy Goods till, which takes no account number (`MPESA_TILL`). Texts that tell
+/// the shopper how to pay have a till twin, the same id with `_till` (`order.placed_till`),
+/// which has `{till}` where the paybill text has `{paybill}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payee<'a> {
+    Paybill(&'a str),
+    Till(&'a str),
+}
+
+impl<'a> Payee<'a> {
+    /// The paybill or till number.
+    pub fn number(self) -> &'a str {
+        match self {
+            Payee::Paybill(n) | Payee::Till(n) => n,
+        }
+    }
+
+    /// The text to use for `id`: `id` itself for a paybill, its `_till` twin for a till.
+    pub fn text_id(self, id: &str) -> String {
+        match self {
+            Payee::Paybill(_) => id.to_owned(),
+            Payee::Till(_) => format!("{id}_till"),
+        }
+    }
+
+    /// The placeholder and value that say where to pay: `("paybill", n)` or `("till", n)`.
+    pub fn value(self) -> (&'static str, &'a str) {
+        match self {
+            Payee::Paybill(n) => ("paybill", n),
+            Payee::Till(n) => ("till", n),
+        }
+    }
+}
+
 /// A language every text exists in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,8 +194,8 @@ pub struct Hop<'a> {
     pub screen_max: usize,
     pub cart: &'a Cart,
     pub profile: &'a Profile,
-    /// The paybill number shown in the "no prompt?" instructions.
-    pub paybill: &'a str,
+    /// The paybill (or till) shown in the "no prompt?" instructions.
+    pub payee: Payee<'a>,
     /// A fresh, unused order number in the shopper's shard, used if this hop places an order.
     pub new_order_number: &'a str,
     /// Milliseconds since the Unix epoch.

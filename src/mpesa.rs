@@ -31,6 +31,7 @@ pub mod callbacks;
 pub mod client;
 pub mod clock;
 pub mod error;
+pub mod refunds;
 pub mod urls;
 pub mod wire;
 

@@ -11,6 +11,7 @@
 
 pub mod endpoint;
 pub mod loopback;
+pub mod refund;
 pub mod remote;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,51 @@ pub struct OrderReport {
     pub flags: Vec<OrderFlag>,
     pub sms: Vec<ReportSms>,
     pub callbacks: Vec<AuditEntry>,
+    /// Refunds approved by an operator, with how each ended.
+    #[serde(default)]
+    pub refunds: Vec<ReportRefund>,
+}
+
+/// One refund, as [`crate::orders::Refund`] with the phone masked and times in words.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportRefund {
+    /// The receipt of the payment refunded.
+    pub receipt: String,
+    pub amount: crate::money::Kes,
+    pub method: crate::orders::RefundMethod,
+    pub state: crate::orders::RefundState,
+    /// The masked phone a B2C refund goes to.
+    pub to: String,
+    pub originator_conversation_id: String,
+    pub conversation_id: Option<String>,
+    /// M-Pesa's id of the refund transaction.
+    pub transaction_id: Option<String>,
+    pub result_code: Option<i64>,
+    pub result_desc: Option<String>,
+    /// Result callbacks received, duplicates included.
+    pub results: u32,
+    pub requested_at: String,
+    pub updated_at: String,
+}
+
+impl ReportRefund {
+    pub fn of(refund: &crate::orders::Refund) -> Self {
+        Self {
+            receipt: refund.receipt.clone(),
+            amount: refund.amount,
+            method: refund.method,
+            state: refund.state,
+            to: refund.to.masked(),
+            originator_conversation_id: refund.originator_conversation_id.clone(),
+            conversation_id: refund.conversation_id.clone(),
+            transaction_id: refund.transaction_id.clone(),
+            result_code: refund.result_code,
+            result_desc: refund.result_desc.clone(),
+            results: refund.results,
+            requested_at: time(refund.requested_at_ms),
+            updated_at: time(refund.updated_at_ms),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -178,6 +224,7 @@ pub async fn order_report(
         flags: order.flags.clone(),
         sms,
         callbacks,
+        refunds: order.refunds.iter().map(ReportRefund::of).collect(),
     }))
 }
 
@@ -280,6 +327,28 @@ pub fn render_text(report: &OrderReport) -> String {
                 "  mismatch: a success callback had the wrong amount or phone; check the callbacks"
             );
         }
+    }
+    if !report.refunds.is_empty() {
+        let _ = writeln!(out, "Refunds:");
+    }
+    for r in &report.refunds {
+        let _ = writeln!(
+            out,
+            "  {}  KES {}  by {}  {}  to {}  result {}  refund ref {}  results {}  requested {}{}",
+            r.receipt,
+            r.amount,
+            words(&r.method),
+            words(&r.state),
+            r.to,
+            r.result_code.map_or("-".to_owned(), |c| c.to_string()),
+            r.transaction_id.as_deref().unwrap_or("-"),
+            r.results,
+            r.requested_at,
+            r.result_desc
+                .as_deref()
+                .map(|d| format!("  ({d})"))
+                .unwrap_or_default()
+        );
     }
     let _ = writeln!(out, "SMS:");
     if report.sms.is_empty() {

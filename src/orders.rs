@@ -130,6 +130,9 @@ pub struct Order {
     /// Ids of the outbox messages about this order (receipt, payment notices), oldest first.
     #[serde(default)]
     pub messages: Vec<String>,
+    /// Money given back, at most one refund per payment (keyed by its receipt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<Refund>,
 }
 
 impl Order {
@@ -158,6 +161,7 @@ impl Order {
             payments: Vec::new(),
             flags: Vec::new(),
             messages: Vec::new(),
+            refunds: Vec::new(),
         }
     }
 
@@ -297,6 +301,67 @@ pub enum OrderFlag {
     PaidAfterExpiry,
     /// A success callback whose amount or phone did not match; not counted as paid.
     Mismatch,
+}
+
+/// Money given back for one payment: the whole transaction by the Reversal API, or part of it by
+/// a B2C payment to the shopper. Changed only by [`crate::payments::apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The receipt of the payment refunded (the refund's key in the order).
+    pub receipt: String,
+    pub amount: Kes,
+    pub method: RefundMethod,
+    pub state: RefundState,
+    /// Sent with every request for this refund, so Daraja refuses a second one as a duplicate.
+    pub originator_conversation_id: String,
+    /// Where a B2C refund goes (the shopper's phone); the payer gets a reversal back anyway.
+    pub to: Msisdn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_desc: Option<String>,
+    /// M-Pesa's id of the refund transaction itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Result callbacks received (duplicates included).
+    #[serde(default)]
+    pub results: u32,
+    pub requested_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// How a refund is paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundMethod {
+    /// The Reversal API: the whole transaction goes back to the payer.
+    Reversal,
+    /// A B2C `BusinessPayment` of part of the payment to the shopper's phone.
+    B2c,
+}
+
+/// Where a refund stands: requested → accepted → done / failed / timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Approved by an operator; the request to Daraja is due.
+    Requested,
+    /// Daraja accepted the request; its result comes to the result URL.
+    Accepted,
+    Done,
+    /// Daraja said no (no money moved); the operator may ask again.
+    Failed,
+    /// Daraja's queue timed out: the fate is unknown, so it is never re-sent blindly.
+    TimedOut,
+}
+
+impl RefundState {
+    /// True while a result may still come.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Requested | Self::Accepted)
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 
 pub mod callbacks;
 pub mod push_limit;
+pub mod refunds;
 pub mod settle;
 pub mod worker;
 
@@ -67,6 +68,27 @@ pub enum Event {
     QueryPending { attempt: u32, max_queries: u32 },
     /// The shopper asked to pay again, from `payer`.
     PayAgain { payer: crate::msisdn::Msisdn },
+    /// An operator approved a refund (see [`refunds`]); `None`: all that is refundable.
+    RefundRequested { amount: Option<Kes> },
+    /// Daraja accepted the refund request with this `OriginatorConversationID`.
+    RefundAccepted {
+        originator_conversation_id: String,
+        conversation_id: String,
+    },
+    /// Daraja refused the refund request outright.
+    RefundRefused {
+        originator_conversation_id: String,
+        error: String,
+    },
+    /// The refund's result callback.
+    RefundResult {
+        originator_conversation_id: String,
+        result_code: i64,
+        result_desc: String,
+        transaction_id: Option<String>,
+    },
+    /// The refund's queue timeout callback.
+    RefundTimedOut { originator_conversation_id: String },
 }
 
 /// The metadata of a successful STK callback.
@@ -95,6 +117,12 @@ pub struct Outcome {
     pub new_attempt: Option<u32>,
     /// Daraja accepted a push: reconciliation should query it if no callback comes.
     pub push_accepted: Option<u32>,
+    /// A refund of the payment with this receipt was approved: its request is due.
+    pub refund_requested: Option<String>,
+    /// The refund of the payment with this receipt is done: the refund SMS is due.
+    pub refund_done: Option<String>,
+    /// The refund asked for was refused (nothing changed).
+    pub refund_refused: Option<refunds::RefundRefusal>,
 }
 
 /// The amount M-Pesa is asked for, and must report, for an order.
@@ -109,6 +137,52 @@ pub fn amount_due(order: &Order) -> Kes {
 pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
     let mut outcome = Outcome::default();
     match event {
+        Event::RefundRequested { amount } => {
+            if let Err(refusal) = refunds::request(order, *amount, now_ms, &mut outcome) {
+                outcome.refund_refused = Some(refusal);
+            }
+        }
+        Event::RefundAccepted {
+            originator_conversation_id,
+            conversation_id,
+        } => refunds::accepted(
+            order,
+            originator_conversation_id,
+            conversation_id,
+            now_ms,
+            &mut outcome,
+        ),
+        Event::RefundRefused {
+            originator_conversation_id,
+            error,
+        } => refunds::refused(
+            order,
+            originator_conversation_id,
+            error,
+            now_ms,
+            &mut outcome,
+        ),
+        Event::RefundResult {
+            originator_conversation_id,
+            result_code,
+            result_desc,
+            transaction_id,
+        } => refunds::finished(
+            order,
+            originator_conversation_id,
+            Some((*result_code, result_desc, transaction_id.as_deref())),
+            now_ms,
+            &mut outcome,
+        ),
+        Event::RefundTimedOut {
+            originator_conversation_id,
+        } => refunds::finished(
+            order,
+            originator_conversation_id,
+            None,
+            now_ms,
+            &mut outcome,
+        ),
         Event::StkCallback {
             attempt,
             result_code,

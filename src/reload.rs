@@ -95,6 +95,7 @@ mod tests {
                 resend_window_ms: crate::session::RESEND_WINDOW_MS,
                 session_cache: crate::session::cache::DEFAULT_CAPACITY,
                 push_limits: crate::limits::Limits::default(),
+                till: None,
             },
             Clock::system(),
             Some(1),

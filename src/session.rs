@@ -269,7 +269,7 @@ fn walk(
             screen_max: req.screen_max,
             cart: &walked.cart,
             profile: &walked.profile,
-            paybill: &shop.settings.paybill,
+            payee: shop.settings.payee(),
             new_order_number: order_number,
             now_ms,
             push_blocked_until_ms,

@@ -73,6 +73,19 @@ pub struct ShopSettings {
     pub session_cache: usize,
     /// The prompt-bombing limits, which checkout shows (the push job enforces them).
     pub push_limits: crate::limits::Limits,
+    /// A Buy Goods till (`MPESA_TILL`): pushes go to it and shoppers are told to pay to it;
+    /// `paybill` is then the store (head office) number.
+    pub till: Option<String>,
+}
+
+impl ShopSettings {
+    /// Where shoppers are told to pay by hand: the till when there is one, else the paybill.
+    pub fn payee(&self) -> crate::menu::Payee<'_> {
+        match &self.till {
+            Some(till) => crate::menu::Payee::Till(till),
+            None => crate::menu::Payee::Paybill(&self.paybill),
+        }
+    }
 }
 
 /// The shared core of a running Duka.

@@ -298,6 +298,7 @@ impl Application {
                 // The demo's paybill has External Validation, so a wrong amount is refused.
                 let sandbox = MpesaSandbox::start(MpesaSandboxConfig {
                     c2b_validation: true,
+                    till: settings.mpesa_till.clone(),
                     ..MpesaSandboxConfig::default()
                 })
                 .await
@@ -326,15 +327,25 @@ impl Application {
                 let strict = !crate::config::is_loopback_url(base_url);
                 crate::mpesa::check_callback_url(&settings.stk_callback_url(&public_url), strict)
                     .context("DUKA_PUBLIC_URL cannot be Daraja's callback URL")?;
-                DarajaClient::new(DarajaConfig::new(
-                    base_url.clone(),
-                    consumer_key.clone(),
-                    consumer_secret.clone(),
-                    shortcode.clone(),
-                    passkey.clone(),
-                ))?
+                DarajaClient::new(
+                    DarajaConfig::new(
+                        base_url.clone(),
+                        consumer_key.clone(),
+                        consumer_secret.clone(),
+                        shortcode.clone(),
+                        passkey.clone(),
+                    )
+                    .with_till(settings.mpesa_till.clone())
+                    .with_initiator(settings.mpesa_initiator.clone()),
+                )?
             }
         };
+        if let Some(till) = daraja.till() {
+            tracing::info!(
+                "M-Pesa in till mode: STK pushes go to Buy Goods till {till}, signed by store number {}",
+                daraja.shortcode()
+            );
+        }
         let sms = match &settings.sms {
             SmsSettings::Sandbox => {
                 let sandbox = SmsSandbox::start(SmsSandboxConfig {
@@ -381,6 +392,7 @@ impl Application {
                 resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
                 session_cache: settings.session_cache,
                 push_limits: settings.limits.clone(),
+                till: daraja.till().map(str::to_owned),
             },
             options.clock,
             options.seed,

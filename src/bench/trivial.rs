@@ -121,7 +121,7 @@ pub fn replay(catalog: &Catalog, text: &str) -> Reply {
             screen_max: menu::DEFAULT_SCREEN_MAX,
             cart: &cart,
             profile: &profile,
-            paybill: "174379",
+            payee: menu::Payee::Paybill("174379"),
             new_order_number: "BENCH1",
             push_blocked_until_ms: None,
             now_ms: 1_700_000_000_000,

@@ -222,10 +222,10 @@ pub fn attention_reasons(order: &Order, messages: &[OutboxMessage]) -> Vec<(Stri
     for flag in &order.flags {
         let next = match flag {
             OrderFlag::Overpaid => {
-                "Refund the excess to the payer (M-Pesa reversal or B2C), then note it."
+                "Refund the excess (B2C to the shopper): the button, or duka refund ORDER --amount KES."
             }
             OrderFlag::PaidAfterExpiry => {
-                "Refund the payment, or honour the order by hand and tell the shopper."
+                "Refund the payment (Reversal), or honour the order by hand and tell the shopper."
             }
             OrderFlag::Underpaid => "Ask the shopper to pay the rest, or refund what came.",
             OrderFlag::Mismatch => {
@@ -293,14 +293,18 @@ pub async fn attention(
             table id="attention" {
                 tr { th { "order" } th { "phone" } th { "state" } th { "what" } th { "what to do" } }
                 @for (order, reasons) in &needing {
-                    @for (what, next) in reasons {
+                    @for (i, (what, next)) in reasons.iter().enumerate() {
                         tr data-order=(order.number) {
                             td { a href={"/console/orders/" (order.number)} { (order.number) } }
                             td { (order.msisdn.masked()) }
                             td { (state_badge(order.status)) }
                             td { (what) }
-                            // The hook for refunds: a button goes here once Duka can refund.
-                            td { (next) }
+                            td {
+                                (next)
+                                @if i == 0 && super::refund::offers_refund(order) {
+                                    (super::refund::button(&order.number, &operator.csrf))
+                                }
+                            }
                         }
                     }
                 }

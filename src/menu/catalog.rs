@@ -47,7 +47,7 @@ pub const RESERVED_KEYS: [&str; 3] = ["0", "00", "98"];
 pub const ID_MAX_LEN: usize = 24;
 
 /// The placeholders a static screen's texts may use.
-pub const STATIC_PLACEHOLDERS: [&str; 3] = ["shop", "help_phone", "paybill"];
+pub const STATIC_PLACEHOLDERS: [&str; 4] = ["shop", "help_phone", "paybill", "till"];
 
 /// Every text the app itself uses, with the placeholders it may contain. The engine, the SMS
 /// sender and the USSD error page read these ids; the static screens name theirs in
@@ -79,6 +79,7 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("checkout.pay_self", &["phone"]),
     ("checkout.pay_other", &[]),
     ("checkout.pay_paybill", &[]),
+    ("checkout.pay_paybill_till", &[]),
     ("checkout.mpesa_only", &["total", "shop"]),
     ("payer.ask", &[]),
     ("cart.title", &[]),
@@ -116,6 +117,10 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
     ("order.placed_limited", &["order", "time"]),
     ("order.prompt_limited", &["time"]),
     ("order.placed_paybill", &["order", "total", "paybill"]),
+    ("order.paybill_till", &["total", "till", "order"]),
+    ("order.placed_till", &["order", "total", "till"]),
+    ("order.placed_queued_till", &["order", "total", "till"]),
+    ("order.placed_paybill_till", &["order", "total", "till"]),
     ("order.prompt_sent", &["total", "order"]),
     ("language.changed", &[]),
     ("ussd.apology", &[]),
@@ -127,7 +132,12 @@ pub const APP_TEXTS: &[(&str, &[&str])] = &[
         "sms.payment_failed",
         &["shop", "order", "total", "paybill", "reason"],
     ),
+    (
+        "sms.payment_failed_till",
+        &["shop", "order", "total", "till", "reason"],
+    ),
     ("sms.nudge", &["shop", "items", "total", "shortcode"]),
+    ("sms.refund", &["shop", "order", "amount", "receipt"]),
     ("reason.cancelled", &[]),
     ("reason.wrong_pin", &[]),
     ("reason.timeout", &[]),
@@ -398,6 +408,11 @@ impl Catalog {
     /// Placeholders without a value are left as they are, so a missing value shows in review
     /// rather than vanishing. An id that does not exist (impossible for the ids in
     /// [`APP_TEXTS`], which the loader requires) comes back as the id itself.
+    /// Whether the menus have a text `id` in `lang` (the optional `_till` twins of screens).
+    pub fn has_text(&self, lang: Lang, id: &str) -> bool {
+        self.texts.get(lang).contains_key(id)
+    }
+
     pub fn text(&self, lang: Lang, id: &str, values: &[(&str, &str)]) -> String {
         match self.texts.get(lang).get(id) {
             Some(template) => fill(template, values),
@@ -539,6 +554,14 @@ impl Catalog {
                     match (app.get(id.as_str()), screen_ids.get(id.as_str())) {
                         (Some(app_placeholders), _) => Some(app_placeholders),
                         (None, Some(_)) => Some(&STATIC_PLACEHOLDERS),
+                        // A screen text's till twin (`help.body_till`), shown in till mode.
+                        (None, None)
+                            if id
+                                .strip_suffix("_till")
+                                .is_some_and(|stem| screen_ids.contains_key(stem)) =>
+                        {
+                            Some(&STATIC_PLACEHOLDERS)
+                        }
                         (None, None) => None,
                     };
                 let Some(allowed) = allowed else {

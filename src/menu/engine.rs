@@ -814,7 +814,7 @@ impl<'h, 'a> Session<'h, 'a> {
             lang,
             &number,
             total,
-            self.hop.paybill,
+            self.hop.payee,
             placed,
         ))
     }
@@ -827,7 +827,7 @@ impl<'h, 'a> Session<'h, 'a> {
         let total = cart_total(catalog, &self.cart);
         Some(match screen {
             Screen::Static(id) => {
-                render::static_screen(catalog, lang, catalog.screen(id)?, self.hop.paybill)
+                render::static_screen(catalog, lang, catalog.screen(id)?, self.hop.payee)
             }
             Screen::Resume => render::resume(catalog, lang, self.cart.line_count(), total),
             Screen::Categories => render::categories(catalog, lang),
@@ -855,6 +855,7 @@ impl<'h, 'a> Session<'h, 'a> {
                 (!self.cart.is_empty()).then_some(total),
                 &self.hop.msisdn.local_masked(),
                 self.pay_way(),
+                self.hop.payee,
             ),
             Screen::Payer => render::payer(catalog, lang),
             Screen::Orders => render::orders(catalog, lang, &self.profile.orders),
@@ -862,7 +863,7 @@ impl<'h, 'a> Session<'h, 'a> {
                 catalog,
                 lang,
                 self.summary(number)?,
-                self.hop.paybill,
+                self.hop.payee,
                 self.hop.mpesa,
             ),
         })

@@ -17,7 +17,7 @@
 
 use crate::gsm7;
 use crate::menu::catalog::{Catalog, Category, Product, StaticScreen};
-use crate::menu::{Lang, DEFAULT_SCREEN_MAX};
+use crate::menu::{Lang, Payee, DEFAULT_SCREEN_MAX};
 use crate::money::Kes;
 use crate::orders::{OrderStatus, OrderSummary};
 /// Names in lists (products, cart lines) are shortened to this with [`gsm7::shorten`], so a
@@ -201,16 +201,26 @@ pub(crate) fn static_screen(
     catalog: &Catalog,
     lang: Lang,
     screen: &StaticScreen,
-    paybill: &str,
+    payee: Payee<'_>,
 ) -> View {
     let values = [
         ("shop", catalog.shop_name()),
         ("help_phone", catalog.help_phone()),
-        ("paybill", paybill),
+        payee.value(),
     ];
-    let mut head = vec![catalog.text(lang, &screen.title, &values)];
+    // A till shop shows a text's `_till` twin where the menus have one (`help.body_till`).
+    let text = |id: &str| {
+        let twin = payee.text_id(id);
+        let id = if catalog.has_text(lang, &twin) {
+            &twin
+        } else {
+            id
+        };
+        catalog.text(lang, id, &values)
+    };
+    let mut head = vec![text(&screen.title)];
     if let Some(body) = &screen.body {
-        head.push(catalog.text(lang, body, &values));
+        head.push(text(body));
     }
     View {
         head,
@@ -353,6 +363,7 @@ pub(crate) fn checkout(
     total: Option<Kes>,
     phone_masked: &str,
     way: PayWay,
+    payee: Payee<'_>,
 ) -> View {
     let Some(total) = total else {
         return empty_cart(catalog, lang, None);
@@ -367,7 +378,10 @@ pub(crate) fn checkout(
             option(2, &catalog.text(lang, "checkout.pay_other", &[])),
         ],
         PayWay::Paybill => vec![
-            option(1, &catalog.text(lang, "checkout.pay_paybill", &[])),
+            option(
+                1,
+                &catalog.text(lang, &payee.text_id("checkout.pay_paybill"), &[]),
+            ),
             option(2, &catalog.text(lang, "checkout.pay_other", &[])),
         ],
         PayWay::None => {
@@ -550,7 +564,7 @@ pub(crate) fn order(
     catalog: &Catalog,
     lang: Lang,
     order: &OrderSummary,
-    paybill: &str,
+    payee: Payee<'_>,
     prompt: bool,
 ) -> View {
     let total = order.total.to_string();
@@ -569,12 +583,8 @@ pub(crate) fn order(
     if order.status.is_payable() {
         let paybill_way = catalog.text(
             lang,
-            "order.paybill",
-            &[
-                ("total", &total),
-                ("paybill", paybill),
-                ("order", &order.number),
-            ],
+            &payee.text_id("order.paybill"),
+            &[("total", &total), payee.value(), ("order", &order.number)],
         );
         if prompt {
             let pay_again = option(1, &catalog.text(lang, "order.pay_again", &[]));
@@ -621,16 +631,16 @@ pub(crate) fn order_placed(
     lang: Lang,
     number: &str,
     total: Kes,
-    paybill: &str,
+    payee: Payee<'_>,
     placed: Placed,
 ) -> String {
     catalog.text(
         lang,
-        placed.text_id(),
+        &payee.text_id(placed.text_id()),
         &[
             ("order", number),
             ("total", &total.to_string()),
-            ("paybill", paybill),
+            payee.value(),
         ],
     )
 }

@@ -41,6 +41,7 @@ use super::urls::check_callback_url;
 use super::wire::{
     is_success_code, stk_password, C2bRegisterBody, C2bRegisterReply, Endpoint, ErrorEnvelope,
     StkPushBody, StkPushReply, StkQueryBody, StkQueryReply, TokenReply, PAYBILL_TRANSACTION_TYPE,
+    TILL_TRANSACTION_TYPE,
 };
 use crate::money::Kes;
 use crate::msisdn::Msisdn;
@@ -60,6 +61,12 @@ pub struct DarajaConfig {
     pub connect_timeout: Duration,
     /// How long a whole call may take. Failing after the connection means it may have arrived.
     pub request_timeout: Duration,
+    /// A Buy Goods till (`MPESA_TILL`): pushes are `CustomerBuyGoodsOnline` with `PartyB` = the
+    /// till, and `shortcode` is the store (head office) number. `None`: a paybill.
+    pub till: Option<String>,
+    /// The API operator refunds are made as (`MPESA_INITIATOR_NAME`) and its password encrypted
+    /// with Safaricom's certificate (`MPESA_SECURITY_CREDENTIAL`). `None`: no refunds.
+    pub initiator: Option<(String, SecretString)>,
 }
 
 impl DarajaConfig {
@@ -82,7 +89,23 @@ impl DarajaConfig {
             passkey,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            till: None,
+            initiator: None,
         }
+    }
+
+    /// The same configuration able to refund as this initiator.
+    #[must_use]
+    pub fn with_initiator(mut self, initiator: Option<(String, SecretString)>) -> Self {
+        self.initiator = initiator;
+        self
+    }
+
+    /// The same configuration pushing to the Buy Goods till `till` (`None`: the paybill).
+    #[must_use]
+    pub fn with_till(mut self, till: Option<String>) -> Self {
+        self.till = till;
+        self
     }
 }
 
@@ -177,6 +200,8 @@ struct Inner {
     passkey: SecretString,
     clock: Arc<dyn Clock>,
     tokens: TokenCache,
+    till: Option<String>,
+    initiator: Option<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for DarajaClient {
@@ -213,6 +238,10 @@ impl DarajaClient {
         }
         let shortcode = config.shortcode.trim().to_owned();
         let shortcode_number = parse_shortcode(&shortcode)?;
+        let till = config.till.map(|till| till.trim().to_owned());
+        if let Some(till) = &till {
+            parse_shortcode(till)?;
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -231,8 +260,18 @@ impl DarajaClient {
                 passkey: config.passkey,
                 clock,
                 tokens: TokenCache::default(),
+                till,
+                initiator: config.initiator,
             }),
         })
+    }
+
+    /// The initiator name and security credential refunds are made with, when configured.
+    pub fn initiator(&self) -> Option<(&str, &SecretString)> {
+        self.inner
+            .initiator
+            .as_ref()
+            .map(|(name, credential)| (name.as_str(), credential))
     }
 
     pub fn shortcode(&self) -> &str {
@@ -241,6 +280,11 @@ impl DarajaClient {
 
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+
+    /// The Buy Goods till pushes go to, if the shop takes M-Pesa on a till.
+    pub fn till(&self) -> Option<&str> {
+        self.inner.till.as_deref()
     }
 
     /// Fetches an access token if none is cached: a start-up check that the credentials work.
@@ -252,7 +296,8 @@ impl DarajaClient {
         self.token().await.map(drop)
     }
 
-    /// Sends an STK push (`CustomerPayBillOnline`): the shopper's phone shows a PIN prompt.
+    /// Sends an STK push (`CustomerPayBillOnline`, or `CustomerBuyGoodsOnline` to a till): the
+    /// shopper's phone shows a PIN prompt.
     ///
     /// # Errors
     /// - Never arrived ([`MpesaError::never_arrived`]): our checks refused the request (amount
@@ -273,6 +318,7 @@ impl DarajaClient {
     pub async fn stk_push(&self, push: &StkPush<'_>) -> Result<StkPushAccepted, MpesaError> {
         let body = push_body(
             &self.inner.shortcode,
+            self.inner.till.as_deref(),
             self.inner.passkey.expose_secret(),
             push,
             self.inner.clock.now(),
@@ -410,7 +456,7 @@ impl DarajaClient {
 
     /// POSTs `body` with the cached token, and once more with a fresh token if Daraja refuses
     /// the first one.
-    async fn call<B: Serialize + ?Sized>(
+    pub(crate) async fn call<B: Serialize + ?Sized>(
         &self,
         endpoint: Endpoint,
         body: &B,
@@ -513,14 +559,21 @@ fn parse_shortcode(shortcode: &str) -> Result<u64, MpesaError> {
         .map_err(|_| MpesaError::Config(format!("the shortcode {shortcode:?} is not a number")))
 }
 
-/// Builds the push body for `now`, refusing what Daraja would refuse anyway.
+/// Builds the push body for `now`, refusing what Daraja would refuse anyway. With a `till`,
+/// `shortcode` is the store number: it stays `BusinessShortCode` and signs the `Password`,
+/// and the till is `PartyB`.
 pub(crate) fn push_body(
     shortcode: &str,
+    till: Option<&str>,
     passkey: &str,
     push: &StkPush<'_>,
     now: DateTime<Utc>,
 ) -> Result<StkPushBody, MpesaError> {
     let shortcode_number = parse_shortcode(shortcode)?;
+    let (transaction_type, party_b) = match till {
+        Some(till) => (TILL_TRANSACTION_TYPE, parse_shortcode(till)?),
+        None => (PAYBILL_TRANSACTION_TYPE, shortcode_number),
+    };
     let amount = push.amount.to_mpesa_whole_shillings().map_err(|e| {
         MpesaError::InvalidRequest(format!("the amount {} is not payable: {e}", push.amount))
     })?;
@@ -537,10 +590,10 @@ pub(crate) fn push_body(
         business_short_code: shortcode_number,
         password: stk_password(shortcode, passkey, &timestamp),
         timestamp,
-        transaction_type: PAYBILL_TRANSACTION_TYPE,
+        transaction_type,
         amount,
         party_a: phone,
-        party_b: shortcode_number,
+        party_b,
         phone_number: phone,
         callback_url: callback_url.to_owned(),
         account_reference,
@@ -631,14 +684,14 @@ impl TokenCache {
 }
 
 /// A reply as it came off the wire, before it is judged.
-struct Reply {
+pub(crate) struct Reply {
     endpoint: Endpoint,
     status: StatusCode,
     body: Bytes,
 }
 
 impl Reply {
-    fn envelope(&self) -> Option<DarajaError> {
+    pub(crate) fn envelope(&self) -> Option<DarajaError> {
         let envelope: ErrorEnvelope = serde_json::from_slice(&self.body).ok()?;
         Some(DarajaError {
             request_id: envelope.request_id,
@@ -671,7 +724,7 @@ impl Reply {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self) -> Result<T, MpesaError> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T, MpesaError> {
         if !self.status.is_success() {
             return Err(self.error());
         }
@@ -722,6 +775,7 @@ mod tests {
         let payer = Msisdn::parse("0712345678").unwrap();
         let body = push_body(
             "174379",
+            None,
             "test-passkey",
             &golden_push(&payer),
             golden_instant(),
@@ -736,6 +790,50 @@ mod tests {
         assert_eq!(serde_json::to_value(&body).unwrap(), expected);
     }
 
+    /// The first ```json block after `heading` in a reference page.
+    fn golden_json(doc: &str, heading: &str) -> serde_json::Value {
+        let section = &doc[doc.find(heading).expect("heading")..];
+        let start = section.find("```json").expect("a json block") + "```json".len();
+        let end = start + section[start..].find("```").expect("the block's end");
+        serde_json::from_str(&section[start..end]).expect("valid JSON")
+    }
+
+    #[test]
+    fn the_golden_till_push_body_matches_the_till_reference() {
+        let doc = include_str!("reference-till.md");
+        let payer = Msisdn::parse("0712345678").unwrap();
+        let body = push_body(
+            "174379",
+            Some("5123456"),
+            "test-passkey",
+            &golden_push(&payer),
+            golden_instant(),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            golden_json(doc, "## STK push to a till")
+        );
+    }
+
+    #[test]
+    fn a_till_that_is_not_5_to_7_digits_is_refused() {
+        let payer = Msisdn::parse("0712345678").unwrap();
+        for till in ["51234x6", "1234", ""] {
+            assert!(
+                push_body(
+                    "174379",
+                    Some(till),
+                    "k",
+                    &golden_push(&payer),
+                    golden_instant()
+                )
+                .is_err(),
+                "{till:?}"
+            );
+        }
+    }
+
     #[test]
     fn an_amount_with_cents_is_rounded_up_by_the_money_rule_and_sent_as_an_integer() {
         let payer = Msisdn::parse("0712345678").unwrap();
@@ -743,7 +841,7 @@ mod tests {
             amount: Kes::parse("449.50").unwrap(),
             ..golden_push(&payer)
         };
-        let body = push_body("174379", "k", &push, golden_instant()).unwrap();
+        let body = push_body("174379", None, "k", &push, golden_instant()).unwrap();
         assert_eq!(serde_json::to_value(&body).unwrap()["Amount"], json!(450));
     }
 
@@ -777,7 +875,7 @@ mod tests {
             },
         ];
         for push in cases {
-            let error = push_body("174379", "k", &push, golden_instant())
+            let error = push_body("174379", None, "k", &push, golden_instant())
                 .err()
                 .unwrap_or_else(|| panic!("accepted {push:?}"));
             assert!(matches!(error, MpesaError::InvalidRequest(_)), "{error:?}");

@@ -21,6 +21,8 @@ pub enum Endpoint {
     StkQuery,
     C2bRegister,
     C2bSimulate,
+    Reversal,
+    B2c,
 }
 
 impl Endpoint {
@@ -32,6 +34,8 @@ impl Endpoint {
             Endpoint::StkQuery => "/mpesa/stkpushquery/v1/query",
             Endpoint::C2bRegister => "/mpesa/c2b/v1/registerurl",
             Endpoint::C2bSimulate => "/mpesa/c2b/v1/simulate",
+            Endpoint::Reversal => "/mpesa/reversal/v1/request",
+            Endpoint::B2c => "/mpesa/b2c/v3/paymentrequest",
         }
     }
 }
@@ -44,12 +48,18 @@ impl fmt::Display for Endpoint {
             Endpoint::StkQuery => "STK query",
             Endpoint::C2bRegister => "C2B URL registration",
             Endpoint::C2bSimulate => "C2B simulate",
+            Endpoint::Reversal => "reversal",
+            Endpoint::B2c => "B2C payment",
         })
     }
 }
 
 /// The transaction type of an STK push to a paybill (`CustomerBuyGoodsOnline` is for tills).
 pub const PAYBILL_TRANSACTION_TYPE: &str = "CustomerPayBillOnline";
+
+/// The transaction type of an STK push to a Buy Goods till: `BusinessShortCode` is then the
+/// store (head office) number and `PartyB` the till.
+pub const TILL_TRANSACTION_TYPE: &str = "CustomerBuyGoodsOnline";
 
 /// `Password`: `base64(BusinessShortCode + Passkey + Timestamp)`, with no separator.
 pub fn stk_password(shortcode: &str, passkey: &str, timestamp: &str) -> String {

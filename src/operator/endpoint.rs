@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -115,6 +115,7 @@ pub fn read_token(file: &Path) -> std::io::Result<SecretString> {
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/operator/orders/{number}", get(order))
+        .route("/operator/orders/{number}/refunds", post(refund))
         .layer(axum::middleware::from_fn(super::loopback::only))
 }
 
@@ -144,6 +145,44 @@ async fn order(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the store failed: {e}"),
         ),
+    }
+}
+
+/// The body of `POST /operator/orders/{number}/refunds`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RefundBody {
+    /// Whole shillings; absent: everything refundable of the first payment with some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<crate::money::Kes>,
+}
+
+/// `POST /operator/orders/{number}/refunds`: approves a refund (`duka refund` in the demo).
+/// 201 with the refund, 404 for no such order, 422 with the reason for a refused one.
+async fn refund(
+    State(app): State<AppState>,
+    UrlPath(number): UrlPath<String>,
+    headers: HeaderMap,
+    body: Option<Json<RefundBody>>,
+) -> Response {
+    let Some(access) = app.operator.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !access.admits(&headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <the token in the demo's operator token file>".to_owned(),
+        );
+    }
+    let amount = body.and_then(|Json(b)| b.amount);
+    match super::refund::approve(&app.shop, &number, amount).await {
+        Ok(refund) => (StatusCode::CREATED, Json(refund)).into_response(),
+        Err(e @ super::refund::ApproveError::NoOrder(_)) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ super::refund::ApproveError::Refused(_)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

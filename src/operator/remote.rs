@@ -26,6 +26,60 @@ pub enum RemoteError {
     Unreadable(#[source] reqwest::Error),
 }
 
+/// Asks the server at `base_url` to approve a refund for order `number`.
+///
+/// # Errors
+/// See [`RemoteError`]; a refused refund is [`RemoteError::Failed`] with the reason, and a
+/// missing order [`RemoteError::Failed`] with status 404.
+pub async fn request_refund(
+    base_url: &str,
+    token: &SecretString,
+    number: &str,
+    amount: Option<crate::money::Kes>,
+) -> Result<super::ReportRefund, RemoteError> {
+    let base = base_url.trim().trim_end_matches('/');
+    let mut url =
+        reqwest::Url::parse(&format!("{base}/")).map_err(|_| RemoteError::BadUrl(base.into()))?;
+    url.path_segments_mut()
+        .map_err(|()| RemoteError::BadUrl(base.into()))?
+        .pop_if_empty()
+        .extend(["operator", "orders", number, "refunds"]);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|source| RemoteError::Unreachable {
+            url: base.into(),
+            source,
+        })?;
+    let response = client
+        .post(url)
+        .bearer_auth(token.expose_secret())
+        .json(&super::endpoint::RefundBody { amount })
+        .send()
+        .await
+        .map_err(|source| RemoteError::Unreachable {
+            url: base.into(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    if status == 201 {
+        return response.json().await.map_err(RemoteError::Unreadable);
+    }
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    let message = body
+        .as_ref()
+        .and_then(|b| b["error"].as_str())
+        .map(str::to_owned);
+    match (status, message) {
+        (404, None) => Err(RemoteError::NoEndpoint { url: base.into() }),
+        (401, _) => Err(RemoteError::Refused { status }),
+        (status, message) => Err(RemoteError::Failed {
+            status,
+            message: message.unwrap_or_default(),
+        }),
+    }
+}
+
 /// Fetches one order's report from the server at `base_url`. `Ok(None)` when there is no such
 /// order.
 ///

@@ -39,6 +39,102 @@ pub fn router() -> Router<AppState> {
         .route("/payments/{secret}/stk", post(stk_callback))
         .route("/payments/{secret}/c2b/validate", post(c2b_validate))
         .route("/payments/{secret}/c2b/confirm", post(c2b_confirm))
+        .route("/payments/{secret}/reversal/result", post(refund_result))
+        .route("/payments/{secret}/reversal/timeout", post(refund_timeout))
+        .route("/payments/{secret}/b2c/result", post(refund_result))
+        .route("/payments/{secret}/b2c/timeout", post(refund_timeout))
+}
+
+/// `POST /payments/{secret}/{reversal,b2c}/result`: how a refund ended.
+#[tracing::instrument(name = "mpesa_refund_result", skip_all, fields(order.number))]
+async fn refund_result(
+    _caller: SafaricomCaller,
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Response {
+    refund_callback(&app, &body, false).await
+}
+
+/// `POST /payments/{secret}/{reversal,b2c}/timeout`: Daraja's queue gave up on a refund.
+#[tracing::instrument(name = "mpesa_refund_timeout", skip_all, fields(order.number))]
+async fn refund_timeout(
+    _caller: SafaricomCaller,
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Response {
+    refund_callback(&app, &body, true).await
+}
+
+/// Applies a refund result or timeout to its order, found by the refund's
+/// `OriginatorConversationID`. Acknowledged whatever it says, except when the store is down.
+async fn refund_callback(app: &AppState, body: &Bytes, timeout: bool) -> Response {
+    let ack = || Json(StkCallbackAck).into_response();
+    let kind = if timeout {
+        "refund_timeout"
+    } else {
+        "refund_result"
+    };
+    let Ok(result) = crate::mpesa::refunds::RefundResult::parse(body) else {
+        app.metrics
+            .inc("duka_mpesa_callbacks_total", &[("outcome", "malformed")]);
+        tracing::error!("unreadable refund {kind} acknowledged and ignored");
+        return ack();
+    };
+    let Some((number, _receipt)) =
+        super::refunds::parse_originator_conversation_id(&result.originator_conversation_id)
+    else {
+        app.metrics.inc(
+            "duka_mpesa_callbacks_total",
+            &[("outcome", "unknown_refund")],
+        );
+        tracing::error!(
+            mpesa.conversation_id = %result.conversation_id,
+            "refund {kind} for an OriginatorConversationID Duka never issued; acknowledged, nothing changed"
+        );
+        return ack();
+    };
+    tracing::Span::current().record("order.number", number.as_str());
+    let ocid = result.originator_conversation_id.clone();
+    let event = if timeout {
+        Event::RefundTimedOut {
+            originator_conversation_id: ocid,
+        }
+    } else {
+        Event::RefundResult {
+            originator_conversation_id: ocid,
+            result_code: result.result_code,
+            result_desc: result.result_desc.clone(),
+            transaction_id: (!result.transaction_id.is_empty())
+                .then(|| result.transaction_id.clone()),
+        }
+    };
+    match settle(&app.shop, &number, &event, Some(audit(app, kind, body))).await {
+        Ok(Some(settled)) => {
+            let label = if settled.outcome.refund_done.is_some() {
+                "refunded"
+            } else if settled.outcome.duplicate {
+                "duplicate"
+            } else {
+                "recorded"
+            };
+            app.metrics
+                .inc("duka_mpesa_callbacks_total", &[("outcome", label)]);
+            if settled.outcome.refund_done.is_some() {
+                tracing::info!("refund for order {number} done");
+            } else if !settled.outcome.duplicate {
+                tracing::warn!(mpesa.result_code = result.result_code, "refund for order {number} did not go through ({kind}): see `duka order {number}`");
+            }
+            ack()
+        }
+        Ok(None) => {
+            tracing::error!("refund {kind} for an order that no longer exists; acknowledged");
+            ack()
+        }
+        Err(e) => {
+            tracing::error!(error.message = %e, "could not record a refund {kind}");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -254,7 +350,11 @@ async fn c2b_validate(
     };
     let number = request.account_number();
     tracing::Span::current().record("order.number", number.as_str());
+    // A till takes no account number: a payment typed without one is let through and goes to
+    // review at its confirmation (the shopper quotes the M-Pesa code to the operator).
+    let till_without_account = app.shop.settings.till.is_some() && number.is_empty();
     let reply = match load_order(&app.shop, &number).await {
+        _ if till_without_account => C2bValidationReply::accept(),
         Err(e) => {
             tracing::error!(error.message = %e, "store down during C2B validation; accepting as Completed would");
             C2bValidationReply::accept()

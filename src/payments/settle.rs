@@ -134,8 +134,32 @@ pub async fn settle(
                     &shop.catalog(),
                     &order,
                     result_code,
-                    &shop.settings.paybill,
+                    shop.settings.payee(),
                 ),
+                now_ms,
+            );
+            order.messages.push(message.id.clone());
+            jobs.push(outbox::enqueue(shop, &mut batch, &message));
+        }
+        if let Some(receipt) = &outcome.refund_requested {
+            let job = Job::Refund {
+                order: number.to_owned(),
+                receipt: receipt.clone(),
+            };
+            JobQueue::schedule(shop, &mut batch, &job, now_ms);
+            jobs.push(job);
+        }
+        if let Some(refund) = outcome
+            .refund_done
+            .as_ref()
+            .and_then(|receipt| order.refunds.iter().find(|r| &r.receipt == receipt))
+        {
+            let message = OutboxMessage::new(
+                outbox::refund_notice_id(number, &refund.receipt),
+                MessageKind::Refund,
+                order.msisdn.clone(),
+                Some(number.to_owned()),
+                messages::refund(&shop.catalog(), &order, refund.amount, &refund.receipt),
                 now_ms,
             );
             order.messages.push(message.id.clone());

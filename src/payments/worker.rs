@@ -18,9 +18,10 @@ use super::Event;
 use crate::jobs::JobOutcome;
 use crate::keys::{ORDER_RETENTION_MS, STK_LOCK_TTL_MS};
 use crate::metrics::Metrics;
+use crate::mpesa::refunds::RefundRequest;
 use crate::mpesa::{DarajaClient, PushRefusal, StkPush, StkQueryOutcome};
 use crate::msisdn::Msisdn;
-use crate::orders::AttemptState;
+use crate::orders::{AttemptState, RefundMethod, RefundState};
 use crate::shop::Shop;
 use crate::store::{Batch, Commit};
 
@@ -302,6 +303,109 @@ impl PaymentJobs {
                     QUERY_EVERY_MS
                 },
             )
+        }
+    }
+
+    /// Sends the request of the refund of payment `receipt` of order `number`, if it is still
+    /// only requested. The request carries the refund's stable `OriginatorConversationID`, so
+    /// a job run twice (a lease ran out, a restart) is refused by Daraja as a duplicate, which
+    /// means the first request is in; a request whose fate is unknown is re-sent only that way.
+    pub async fn refund(
+        &self,
+        shop: &Shop,
+        metrics: &Metrics,
+        number: &str,
+        receipt: &str,
+    ) -> JobOutcome {
+        let now = shop.clock.now_ms();
+        let order = match load_order(shop, number).await {
+            Ok(Some(order)) => order,
+            Ok(None) => return JobOutcome::Done,
+            Err(e) => return store_trouble(shop, &e),
+        };
+        let Some(refund) = order.refunds.iter().find(|r| r.receipt == receipt) else {
+            return JobOutcome::Done;
+        };
+        if refund.state != RefundState::Requested {
+            return JobOutcome::Done;
+        }
+        let api = match refund.method {
+            RefundMethod::Reversal => "reversal",
+            RefundMethod::B2c => "b2c",
+        };
+        let base = self.callback_url.trim_end_matches("/stk");
+        let (result_url, timeout_url) = (
+            format!("{base}/{api}/result"),
+            format!("{base}/{api}/timeout"),
+        );
+        let remarks = format!("Refund for order {number}");
+        let request = RefundRequest {
+            originator_conversation_id: &refund.originator_conversation_id,
+            receipt,
+            amount: refund.amount,
+            to: &refund.to,
+            remarks: &remarks,
+            result_url: &result_url,
+            timeout_url: &timeout_url,
+        };
+        let sent = match refund.method {
+            RefundMethod::Reversal => self.daraja.reversal(&request).await,
+            RefundMethod::B2c => self.daraja.b2c(&request).await,
+        };
+        let ocid = refund.originator_conversation_id.clone();
+        match sent {
+            Ok(accepted) => {
+                metrics.inc("duka_refund_requests_total", &[("outcome", "accepted")]);
+                tracing::info!(
+                    order.number = number,
+                    mpesa.receipt = receipt,
+                    "refund request ({api}) accepted by Daraja"
+                );
+                self.record(
+                    shop,
+                    number,
+                    Event::RefundAccepted {
+                        originator_conversation_id: ocid,
+                        conversation_id: accepted.conversation_id,
+                    },
+                )
+                .await
+            }
+            Err(e) if crate::mpesa::refunds::is_duplicate(&e) => {
+                metrics.inc("duka_refund_requests_total", &[("outcome", "duplicate")]);
+                tracing::info!(
+                    order.number = number,
+                    "Daraja already has this refund request; waiting for its result"
+                );
+                self.record(
+                    shop,
+                    number,
+                    Event::RefundAccepted {
+                        originator_conversation_id: ocid,
+                        conversation_id: String::new(),
+                    },
+                )
+                .await
+            }
+            Err(e) if e.never_arrived() || e.is_ambiguous() || e.is_throttled() => {
+                // Re-sent under the same OriginatorConversationID: a second arrival is refused.
+                metrics.inc("duka_refund_requests_total", &[("outcome", "retry")]);
+                tracing::warn!(order.number = number, error.message = %e, "refund request did not get an answer; sending it again later under the same id");
+                JobOutcome::RetryAt(now + 30_000)
+            }
+            Err(e) => {
+                metrics.inc("duka_refund_requests_total", &[("outcome", "refused")]);
+                tracing::warn!(order.number = number, error.message = %e, "refund request refused");
+                self.record(
+                    shop,
+                    number,
+                    Event::RefundRefused {
+                        originator_conversation_id: ocid,
+                        error: e.to_string(),
+                    },
+                )
+                .await
+            }
         }
     }
 

@@ -45,6 +45,7 @@ mod api;
 mod checks;
 mod deliver;
 mod ids;
+pub mod refunds;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -101,6 +102,15 @@ pub struct SandboxConfig {
     /// The id generator's seed; `None` draws one, so restarts do not reuse ids.
     pub seed: Option<u64>,
     pub clock: Arc<dyn Clock>,
+    /// Till mode: a Buy Goods till behind the store number `shortcode` (`MPESA_TILL` with the
+    /// sandbox). Pushes must then be `CustomerBuyGoodsOnline` to this till; paybill-shaped ones
+    /// get `SFC_IC0003`.
+    pub till: Option<String>,
+    /// The API operator refunds must come from, and its security credential.
+    pub initiator_name: String,
+    pub security_credential: SecretString,
+    /// How refund requests that pass the checks end.
+    pub refund_outcome: refunds::RefundOutcome,
 }
 
 impl Default for SandboxConfig {
@@ -125,6 +135,10 @@ impl Default for SandboxConfig {
             amount_format: AmountFormat::Mixed,
             seed: None,
             clock: Arc::new(SystemClock),
+            till: None,
+            initiator_name: "duka-sandbox-initiator".into(),
+            security_credential: SecretString::from("duka-sandbox-security-credential"),
+            refund_outcome: refunds::RefundOutcome::Done,
         }
     }
 }
@@ -217,7 +231,9 @@ pub struct Prompt {
     pub checkout_request_id: String,
     pub phone: Msisdn,
     pub amount: u32,
+    /// Empty for a till, which takes no account.
     pub account_reference: String,
+    /// The paybill, or the till in till mode.
     pub shortcode: String,
     pub opened_at: DateTime<Utc>,
 }
@@ -225,6 +241,13 @@ pub struct Prompt {
 impl Prompt {
     /// The text the phone shows, close to the real prompt.
     pub fn text(&self) -> String {
+        if self.account_reference.is_empty() {
+            // A till: no account number.
+            return format!(
+                "Do you want to pay KES {} to till {}? Enter M-PESA PIN:",
+                self.amount, self.shortcode
+            );
+        }
         format!(
             "Do you want to pay KES {} to {} account no. {}? Enter M-PESA PIN:",
             self.amount, self.shortcode, self.account_reference
@@ -351,6 +374,10 @@ pub enum CallbackKind {
     Stk,
     C2bValidation,
     C2bConfirmation,
+    /// A reversal result or timeout.
+    Reversal,
+    /// A B2C result or timeout.
+    B2c,
 }
 
 /// One call the sandbox made to Duka.
@@ -494,6 +521,16 @@ impl MpesaSandbox {
             state.config.shortcode.clone(),
             state.config.passkey.clone(),
         )
+        .with_till(state.config.till.clone())
+        .with_initiator(Some((
+            state.config.initiator_name.clone(),
+            state.config.security_credential.clone(),
+        )))
+    }
+
+    /// The refund requests (reversal and B2C) the sandbox took, oldest first.
+    pub fn refunds(&self) -> Vec<refunds::RecordedRefund> {
+        self.inner.lock().refunds.clone()
     }
 
     /// The current settings.

@@ -22,7 +22,8 @@ const COUNTER_TTL_MS: u64 = 2 * 86_400_000;
 /// The most messages of `kind` that may be claimed on one day under `limit`.
 pub fn allowance(kind: MessageKind, limit: u64) -> u64 {
     match kind {
-        MessageKind::Receipt => limit,
+        // A refund notice tells a shopper their money is back: as important as a receipt.
+        MessageKind::Receipt | MessageKind::Refund => limit,
         MessageKind::PaymentFailed | MessageKind::Nudge => limit - limit / 10,
     }
 }

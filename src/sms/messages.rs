@@ -5,7 +5,7 @@
 //! Unit tests below render each message from the real menus, in both languages, for the largest
 //! orders the cart allows.
 
-use crate::menu::{Cart, Catalog, Lang};
+use crate::menu::{Cart, Catalog, Lang, Payee};
 use crate::money::Kes;
 use crate::orders::{Order, OrderLine};
 
@@ -45,24 +45,39 @@ fn reason_id(result_code: Option<i64>) -> &'static str {
     }
 }
 
-/// "Payment for order X was not completed (reason). Pay KES T to Paybill P, Account X."
+/// "Payment for order X was not completed (reason). Pay KES T to Paybill P, Account X." (or
+/// "to Till T" in till mode).
 pub fn payment_failed(
     catalog: &Catalog,
     order: &Order,
     result_code: Option<i64>,
-    paybill: &str,
+    payee: Payee<'_>,
 ) -> String {
     let reason = catalog.text(order.lang, reason_id(result_code), &[]);
     let total = crate::payments::amount_due(order).to_string();
     catalog.text(
         order.lang,
-        "sms.payment_failed",
+        &payee.text_id("sms.payment_failed"),
         &[
             ("shop", catalog.shop_name()),
             ("order", &order.number),
             ("total", &total),
-            ("paybill", paybill),
+            payee.value(),
             ("reason", &reason),
+        ],
+    )
+}
+
+/// "KES A of your M-Pesa payment R for order X has been sent back to you."
+pub fn refund(catalog: &Catalog, order: &Order, amount: Kes, receipt: &str) -> String {
+    catalog.text(
+        order.lang,
+        "sms.refund",
+        &[
+            ("shop", catalog.shop_name()),
+            ("order", &order.number),
+            ("amount", &amount.to_string()),
+            ("receipt", receipt),
         ],
     )
 }
@@ -161,11 +176,17 @@ mod tests {
         for lang in Lang::ALL {
             let order = big_order(&catalog, lang);
             for code in [Some(1032), Some(2001), Some(1037), Some(1), Some(17), None] {
-                let text = payment_failed(&catalog, &order, code, "1743790");
+                let text = payment_failed(&catalog, &order, code, Payee::Paybill("1743790"));
                 one_sms(&text);
                 assert!(
                     text.contains("1743790") && text.contains("D7K2Q9"),
                     "{text}"
+                );
+                let text = payment_failed(&catalog, &order, code, Payee::Till("5123456"));
+                one_sms(&text);
+                assert!(
+                    text.contains("Till 5123456") && !text.contains("Paybill"),
+                    "a till takes no account number: {text}"
                 );
             }
         }

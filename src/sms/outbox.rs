@@ -45,6 +45,8 @@ pub enum MessageKind {
     Receipt,
     PaymentFailed,
     Nudge,
+    /// Money given back for a payment.
+    Refund,
 }
 
 /// Where a message stands.
@@ -123,6 +125,11 @@ impl OutboxMessage {
 /// The id of an order's receipt.
 pub fn receipt_id(order: &str) -> String {
     format!("{order}.r")
+}
+
+/// The id of the notice that the payment `receipt` was refunded.
+pub fn refund_notice_id(order: &str, receipt: &str) -> String {
+    format!("{order}.x{receipt}")
 }
 
 /// The id of the notice for a failed payment attempt.

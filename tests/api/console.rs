@@ -608,7 +608,7 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
             .filter(|o| o.status == OrderStatus::Paid)
     })
     .await;
-    let (cookie, _) = sign_in_http(&app).await;
+    let (cookie, csrf) = sign_in_http(&app).await;
     let attention = |app: &TestApp| {
         let url = format!("{}/console/attention", app.address);
         let cookie = cookie.clone();
@@ -659,6 +659,43 @@ async fn an_order_paid_twice_needs_attention_with_what_to_do() {
         .unwrap();
     assert_eq!(json["flags"], serde_json::json!(["overpaid"]));
     assert_eq!(json["payments"].as_array().unwrap().len(), 2);
+    // The refund button approves a refund once; a second click is refused.
+    assert!(
+        after.contains(&format!("action=\"/console/orders/{number}/refund\"")),
+        "{after}"
+    );
+    let refund = |csrf: &str| {
+        no_redirects()
+            .post(format!("{}/console/orders/{number}/refund", app.address))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, &app.address)
+            .form(&[("csrf", csrf), ("amount", "")])
+            .send()
+    };
+    let forged = refund("not-the-token").await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let first = refund(&csrf).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let text = first.text().await.unwrap();
+    assert!(
+        text.contains(&format!("Refund approved for order {number}"))
+            && text.contains("RKTQDM7W7T"),
+        "{text}"
+    );
+    let second = refund(&csrf).await.unwrap();
+    assert_eq!(second.status(), 409);
+    assert!(second.text().await.unwrap().contains("refund refused"));
+    eventually("the refund request at M-Pesa", WAIT, || async {
+        (app.mpesa().refunds().len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.mpesa().refunds().len(),
+        1,
+        "one refund request, never two"
+    );
+    assert_eq!(app.order(&number).await.unwrap().refunds.len(), 1);
     // The catalog page: products as loaded and `duka check`'s verdict on the menus folder.
     let catalog = no_redirects()
         .get(format!("{}/console/catalog", app.address))

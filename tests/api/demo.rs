@@ -289,6 +289,27 @@ async fn a_cancelled_push_leaves_the_order_awaiting_payment_and_the_paybill_pays
     assert_eq!(report["payments"].as_array().unwrap().len(), 1);
     assert_eq!(report["payments"][0]["source"], "paybill");
     assert_eq!(report["payments"][0]["amount"], "900.00");
+
+    // `duka refund` asks the demo too: one payment of the right amount has nothing to refund.
+    let refund = Command::new(env!("CARGO_BIN_EXE_duka"))
+        .args(["refund", &order, "--amount", "100", "--url", &demo.url])
+        .env_clear()
+        .current_dir(&demo.dir)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refund.stderr);
+    assert!(!refund.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refund refused: order {order} has no payment to refund"
+        )),
+        "{stderr}"
+    );
+    assert!(demo.order_json(&order).await["refunds"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use super::{text_file, Catalog, Problems, CATALOG_FILE, SCREENS_FILE};
 use crate::gsm7;
 use crate::menu::engine::{MAX_CART_LINES, MAX_ORDER_TOTAL, MAX_PAYBILL_LEN, MAX_QTY};
 use crate::menu::render::{self, CartRow, PayWay, Placed, View};
-use crate::menu::{Lang, SMALLEST_SCREEN_MAX};
+use crate::menu::{Lang, Payee, SMALLEST_SCREEN_MAX};
 use crate::money::Kes;
 use crate::orders::{OrderStatus, OrderSummary, ORDER_NUMBER_LEN};
 
@@ -46,6 +46,8 @@ const ALL_STATUSES: [OrderStatus; 4] = [
 struct Worst {
     order: String,
     paybill: String,
+    /// As long as a paybill: a till shop's texts are checked with it.
+    till: String,
     /// The largest cart total: the dearest products at the most each, up to the order limit.
     total: Kes,
     /// The largest line: the dearest product at the most per line, up to the order limit.
@@ -76,11 +78,17 @@ impl Worst {
         Worst {
             order: "W".repeat(ORDER_NUMBER_LEN),
             paybill: "9".repeat(MAX_PAYBILL_LEN),
+            till: "9".repeat(MAX_PAYBILL_LEN),
             total: dearest.min(limit),
             line: line.min(limit),
             name,
             items: u32::try_from(MAX_CART_LINES).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The paybill and the till: every text that says where to pay is checked with both.
+    fn payees(&self) -> [Payee<'_>; 2] {
+        [Payee::Paybill(&self.paybill), Payee::Till(&self.till)]
     }
 }
 
@@ -194,8 +202,10 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         if screen.id == crate::menu::engine::MAIN_SCREEN {
             notices.push(changed.as_str());
         }
-        let view = render::static_screen(catalog, lang, screen, &worst.paybill);
-        c.screen((SCREENS_FILE, &screen.id), &screen.id, &view, &notices);
+        for payee in worst.payees() {
+            let view = render::static_screen(catalog, lang, screen, payee);
+            c.screen((SCREENS_FILE, &screen.id), &screen.id, &view, &notices);
+        }
     }
 
     let view = render::resume(catalog, lang, worst.items, worst.total);
@@ -256,8 +266,18 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         }
     }
 
-    for way in [PayWay::Prompt, PayWay::Paybill, PayWay::None] {
-        let view = render::checkout(catalog, lang, Some(worst.total), WORST_PHONE_MASKED, way);
+    for (way, payee) in [PayWay::Prompt, PayWay::Paybill, PayWay::None]
+        .into_iter()
+        .flat_map(|way| worst.payees().map(|payee| (way, payee)))
+    {
+        let view = render::checkout(
+            catalog,
+            lang,
+            Some(worst.total),
+            WORST_PHONE_MASKED,
+            way,
+            payee,
+        );
         let notices = [invalid.as_str(), order_max.as_str()];
         let (blame, notices) = match way {
             // One text, reachable only by going back to it: "Invalid choice." is all it shows.
@@ -265,7 +285,7 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
             _ => ("checkout.total", &notices[..]),
         };
         c.screen((&file, blame), "checkout", &view, notices);
-        let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED, way);
+        let view = render::checkout(catalog, lang, None, WORST_PHONE_MASKED, way, payee);
         c.screen(
             (&file, "cart.empty"),
             "checkout",
@@ -348,10 +368,13 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
         let list = vec![summary.clone(); crate::menu::Profile::MAX_ORDERS];
         let view = render::orders(catalog, lang, &list);
         c.screen((&file, "orders.line"), "orders", &view, &[invalid.as_str()]);
-        for prompt in [true, false] {
-            let view = render::order(catalog, lang, &summary, &worst.paybill, prompt);
+        for (prompt, payee) in [true, false]
+            .into_iter()
+            .flat_map(|prompt| worst.payees().map(|payee| (prompt, payee)))
+        {
+            let view = render::order(catalog, lang, &summary, payee, prompt);
             c.screen(
-                (&file, "order.paybill"),
+                (&file, &payee.text_id("order.paybill")),
                 "order",
                 &view,
                 &[invalid.as_str()],
@@ -361,16 +384,16 @@ fn check_screens(c: &mut Checker<'_, '_>, worst: &Worst) {
     let view = render::orders(catalog, lang, &[]);
     c.screen((&file, "orders.none"), "orders", &view, &[invalid.as_str()]);
 
-    for placed in Placed::ALL {
-        let text = render::order_placed(
-            catalog,
-            lang,
-            &worst.order,
-            worst.total,
-            &worst.paybill,
-            placed,
+    for (placed, payee) in Placed::ALL
+        .into_iter()
+        .flat_map(|placed| worst.payees().map(|payee| (placed, payee)))
+    {
+        let text = render::order_placed(catalog, lang, &worst.order, worst.total, payee, placed);
+        c.end(
+            (&file, &payee.text_id(placed.text_id())),
+            "order placed",
+            &text,
         );
-        c.end((&file, placed.text_id()), "order placed", &text);
     }
     let text = render::prompt_sent(catalog, lang, &worst.order, worst.total);
     c.end((&file, "order.prompt_sent"), "pay again", &text);
@@ -403,16 +426,18 @@ fn check_sms(c: &mut Checker<'_, '_>, worst: &Worst) {
             ("receipt", WORST_RECEIPT),
         ],
     );
-    c.sms(
-        "sms.payment_failed",
-        &[
-            ("shop", &shop),
-            ("order", &worst.order),
-            ("total", &total),
-            ("paybill", &worst.paybill),
-            ("reason", &reason),
-        ],
-    );
+    for payee in worst.payees() {
+        c.sms(
+            &payee.text_id("sms.payment_failed"),
+            &[
+                ("shop", &shop),
+                ("order", &worst.order),
+                ("total", &total),
+                payee.value(),
+                ("reason", &reason),
+            ],
+        );
+    }
     c.sms(
         "sms.nudge",
         &[

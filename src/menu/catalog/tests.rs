@@ -500,7 +500,7 @@ fn an_unknown_placeholder_is_named_with_the_known_ones() {
         &problems,
         "text/en.toml",
         "main.title",
-        "unknown placeholder {shopp} (known here: {shop} {help_phone} {paybill})",
+        "unknown placeholder {shopp} (known here: {shop} {help_phone} {paybill} {till})",
     );
 }
 

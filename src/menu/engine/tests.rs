@@ -2,6 +2,8 @@ use super::*;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::menu::Payee;
+
 fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
@@ -20,6 +22,7 @@ struct Phone {
     profile: Profile,
     state: MenuState,
     paybill: String,
+    till: Option<String>,
     next_order: String,
     now_ms: i64,
     reply: Reply,
@@ -36,6 +39,7 @@ impl Phone {
             profile: Profile::default(),
             state: MenuState::default(),
             paybill: "174379".to_owned(),
+            till: None,
             next_order: "D7K2Q9".to_owned(),
             now_ms: 1_700_000_000_000,
             reply: Reply::con(""),
@@ -69,7 +73,10 @@ impl Phone {
             screen_max: self.screen_max,
             cart: &self.cart,
             profile: &self.profile,
-            paybill: &self.paybill,
+            payee: match &self.till {
+                Some(till) => Payee::Till(till),
+                None => Payee::Paybill(&self.paybill),
+            },
             new_order_number: &self.next_order,
             push_blocked_until_ms: None,
             now_ms: self.now_ms,
@@ -1972,4 +1979,60 @@ fn a_phone_over_its_prompt_limit_is_told_when_it_can_pay_and_gets_no_push() {
         phone.effects.as_slice(),
         [Effect::PlaceOrder { payer: Some(_), .. }]
     ));
+}
+
+/// A phone in a till shop (`MPESA_TILL`): the store number is `paybill`, shoppers pay the till.
+fn till_phone(number: &str, mpesa: bool) -> Phone {
+    Phone {
+        till: Some("5123456".to_owned()),
+        ..Phone::on(number, mpesa)
+    }
+}
+
+#[test]
+fn a_till_shop_says_pay_to_the_till_with_no_account_in_both_languages() {
+    let mut phone = till_phone("0712345678", true);
+    phone.dial();
+    let placed = phone.presses(&["1", "2", "3", "2", "1", "1"]).to_owned();
+    assert_eq!(
+        placed,
+        "Order D7K2Q9. Enter your M-Pesa PIN on the prompt that follows. No prompt? \
+         Pay KES 900 to Till 5123456 (Buy Goods) and keep the M-Pesa SMS."
+    );
+    assert!(!placed.contains("Account") && !placed.contains("174379"));
+
+    let mut airtel = till_phone("0733123456", false);
+    airtel.profile.lang = Some(Lang::Sw);
+    airtel.dial();
+    let checkout = airtel.presses(&["1", "2", "3", "2", "1"]).to_owned();
+    assert!(
+        checkout.contains("1. Agiza sasa, lipa kwa Till"),
+        "{checkout}"
+    );
+    let placed = airtel.press("1").to_owned();
+    assert_eq!(
+        placed,
+        "Oda D7K2Q9 imepokelewa. Kulipa, tuma KES 900 kwa M-Pesa kwa Till 5123456 (Buy Goods), \
+         hifadhi SMS ya M-Pesa."
+    );
+}
+
+#[test]
+fn a_till_shop_s_help_and_order_screens_name_the_till() {
+    let mut phone = till_phone("0712345678", true);
+    phone.profile.orders = vec![summary("K9RT4B", 450, OrderStatus::AwaitingPayment)];
+    phone.dial();
+    let help = phone.press("5").to_owned();
+    assert!(
+        help.contains("Till 5123456") && !help.contains("Paybill"),
+        "{help}"
+    );
+    phone.dial();
+    let orders = phone.press("3").to_owned();
+    assert!(orders.contains("K9RT4B"), "{orders}");
+    let order = phone.press("1").to_owned();
+    assert!(
+        order.contains("Or pay KES 450 to Till 5123456 (Buy Goods).") && !order.contains("Account"),
+        "{order}"
+    );
 }

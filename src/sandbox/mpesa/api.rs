@@ -7,6 +7,8 @@
 //! | `POST /mpesa/stkpushquery/v1/query` | STK query |
 //! | `POST /mpesa/c2b/v1/registerurl` | C2B URL registration |
 //! | `POST /mpesa/c2b/v1/simulate` | a paybill payment, as Safaricom's sandbox offers |
+//! | `POST /mpesa/reversal/v1/request` | reversal of a payment ([`super::refunds`]) |
+//! | `POST /mpesa/b2c/v3/paymentrequest` | B2C payment ([`super::refunds`]) |
 //! | `GET /sandbox/prompts[?phone=2547…]` | open interactive prompts (not Daraja) |
 //! | `POST /sandbox/prompts/{CheckoutRequestID}` | `{"pin":"1234"}` or `{"cancel":true}` (not Daraja) |
 //!
@@ -42,6 +44,8 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route(Endpoint::StkQuery.path(), post(stk_query))
         .route(Endpoint::C2bRegister.path(), post(register_urls))
         .route(Endpoint::C2bSimulate.path(), post(simulate))
+        .route(Endpoint::Reversal.path(), post(super::refunds::reversal))
+        .route(Endpoint::B2c.path(), post(super::refunds::b2c))
         .route("/sandbox/prompts", get(list_prompts))
         .route(
             "/sandbox/prompts/{checkout_request_id}",
@@ -52,14 +56,14 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
 }
 
 /// A reply, kept as text so that it can be recorded exactly as sent.
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     content_type: &'static str,
     body: String,
 }
 
 impl Answer {
-    fn json(status: StatusCode, value: &Value) -> Self {
+    pub(crate) fn json(status: StatusCode, value: &Value) -> Self {
         Self {
             status,
             content_type: "application/json",
@@ -76,7 +80,7 @@ impl Answer {
     }
 
     /// Daraja's error envelope, with the HTTP status taken from the code.
-    fn refusal(state: &mut SandboxState, refusal: &Refusal) -> Self {
+    pub(crate) fn refusal(state: &mut SandboxState, refusal: &Refusal) -> Self {
         let status =
             StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self::json(
@@ -158,7 +162,7 @@ async fn finish(
 }
 
 /// Runs a Daraja endpoint: fault, bearer check, JSON body, then `process`.
-async fn daraja_call(
+pub(crate) async fn daraja_call(
     inner: &Arc<Inner>,
     endpoint: Endpoint,
     headers: &HeaderMap,
@@ -206,6 +210,7 @@ fn rules(state: &SandboxState) -> Rules {
         timestamp_skew: state.config.timestamp_skew,
         amount_cap: state.config.amount_cap,
         strict_urls: state.config.strict_urls,
+        till: state.config.till.clone(),
     }
 }
 
@@ -298,8 +303,15 @@ fn accept_push(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> An
         checkout_request_id: checkout_request_id.clone(),
         phone: push.phone.clone(),
         amount: push.amount,
-        account_reference: push.account_reference.clone(),
-        shortcode: rules.shortcode.clone(),
+        // A till's prompt names the till and no account.
+        account_reference: match rules.till {
+            Some(_) => String::new(),
+            None => push.account_reference.clone(),
+        },
+        shortcode: rules
+            .till
+            .clone()
+            .unwrap_or_else(|| rules.shortcode.clone()),
         opened_at: now,
     });
     state.transactions.insert(

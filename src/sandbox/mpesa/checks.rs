@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::mpesa::clock::parse_eat_timestamp;
 use crate::mpesa::urls::check_callback_url;
-use crate::mpesa::wire::{stk_password, PAYBILL_TRANSACTION_TYPE};
+use crate::mpesa::wire::{stk_password, PAYBILL_TRANSACTION_TYPE, TILL_TRANSACTION_TYPE};
 use crate::msisdn::Msisdn;
 
 /// A refusal: Daraja's error code and message. The HTTP status is the code's first 3 digits.
@@ -56,6 +56,8 @@ pub(crate) struct Rules {
     pub timestamp_skew: std::time::Duration,
     pub amount_cap: u32,
     pub strict_urls: bool,
+    /// A Buy Goods till behind the store number `shortcode` (till mode), or `None` (a paybill).
+    pub till: Option<String>,
 }
 
 /// A push that passed every check.
@@ -90,14 +92,27 @@ pub(crate) fn check_push(body: &Value, rules: &Rules) -> Result<ValidPush, Refus
         .filter(|p| !p.is_empty())
         .ok_or_else(|| Refusal::invalid("Password"))?;
     let timestamp = timestamp_field(body, rules)?;
-    if text(body, "TransactionType") != Some(PAYBILL_TRANSACTION_TYPE) {
-        return Err(Refusal::invalid("TransactionType"));
-    }
+    let transaction_type = text(body, "TransactionType")
+        .filter(|t| matches!(*t, PAYBILL_TRANSACTION_TYPE | TILL_TRANSACTION_TYPE))
+        .ok_or_else(|| Refusal::invalid("TransactionType"))?;
     let amount = amount_field(body, "Amount", rules.amount_cap)?;
     // PartyA is checked for shape only; the prompt goes to PhoneNumber.
     phone_field(body, "PartyA")?;
-    if digits(body, "PartyB").as_deref() != Some(rules.shortcode.as_str()) {
-        return Err(Refusal::invalid("PartyB"));
+    let party_b = shortcode_field(body, "PartyB")?;
+    // A push shaped for the other kind of shortcode: "operator does not exist" (reported).
+    let expected = match &rules.till {
+        Some(till) => (TILL_TRANSACTION_TYPE, till),
+        None => (PAYBILL_TRANSACTION_TYPE, &rules.shortcode),
+    };
+    if (transaction_type, &party_b) != expected {
+        let mixed_up = transaction_type != expected.0
+            || party_b == rules.shortcode
+            || rules.till.as_ref() == Some(&party_b);
+        return Err(if mixed_up {
+            Refusal::refused("[SFC_IC0003] - Operator does not exist")
+        } else {
+            Refusal::invalid("PartyB")
+        });
     }
     let phone = phone_field(body, "PhoneNumber")?;
     let callback_url = text(body, "CallBackURL")
@@ -265,6 +280,49 @@ mod tests {
             timestamp_skew: std::time::Duration::from_secs(300),
             amount_cap: 250_000,
             strict_urls: false,
+            till: None,
+        }
+    }
+
+    fn till_rules() -> Rules {
+        Rules {
+            till: Some("5123456".into()),
+            ..rules()
+        }
+    }
+
+    #[test]
+    fn a_till_takes_buy_goods_pushes_to_the_till_signed_by_the_store() {
+        let mut body = golden();
+        body["TransactionType"] = json!("CustomerBuyGoodsOnline");
+        body["PartyB"] = json!(5123456);
+        assert!(check_push(&body, &till_rules()).is_ok());
+        // The same push to a paybill shop mixes the two up.
+        let mixed = check_push(&body, &rules()).unwrap_err();
+        assert_eq!(
+            (mixed.code, mixed.message.as_str()),
+            ("500.001.1001", "[SFC_IC0003] - Operator does not exist")
+        );
+        // The till as BusinessShortCode is an unknown merchant, whatever signs it.
+        let mut as_store = body.clone();
+        as_store["BusinessShortCode"] = json!(5123456);
+        assert_eq!(
+            check_push(&as_store, &till_rules()).unwrap_err().code,
+            "500.001.1001"
+        );
+    }
+
+    #[test]
+    fn a_till_refuses_paybill_shaped_pushes_as_operator_does_not_exist() {
+        let paybill_shaped = golden();
+        let mut paybill_type = golden();
+        paybill_type["PartyB"] = json!(5123456);
+        let mut store_as_party_b = golden();
+        store_as_party_b["TransactionType"] = json!("CustomerBuyGoodsOnline");
+        for body in [paybill_shaped, paybill_type, store_as_party_b] {
+            let refusal = check_push(&body, &till_rules()).unwrap_err();
+            assert_eq!(refusal.code, "500.001.1001", "{body}");
+            assert!(refusal.message.contains("SFC_IC0003"), "{body}");
         }
     }
 
@@ -392,7 +450,7 @@ mod tests {
         let cases = [
             (
                 "TransactionType",
-                json!("CustomerBuyGoodsOnline"),
+                json!("CustomerPayBill"),
                 "TransactionType",
             ),
             ("PartyB", json!(600984), "PartyB"),

@@ -124,6 +124,9 @@ fn finish_push(
         .map(|t| Arc::clone(&t.result_queried))?;
     let now = state.config.clock.now();
     let receipt = (result_code == 0).then(|| state.ids.receipt(now));
+    if let Some(receipt) = &receipt {
+        state.receipts.insert(receipt.clone());
+    }
     let two_decimals = match state.config.amount_format {
         AmountFormat::Integer => false,
         AmountFormat::TwoDecimals => true,
@@ -211,7 +214,7 @@ fn stk_callback_body(
 }
 
 /// POSTs a body to Duka and records the call with Duka's reply.
-async fn post_to_duka(
+pub(crate) async fn post_to_duka(
     inner: &Inner,
     kind: CallbackKind,
     url: &str,
@@ -269,7 +272,8 @@ async fn post_to_duka(
     reply
 }
 
-/// A paybill payment: validation if enabled, `ResponseType` when it fails, then confirmation.
+/// A paybill payment (or, in till mode, a Buy Goods payment with no account): validation if
+/// enabled, `ResponseType` when it fails, then confirmation.
 pub(crate) async fn pay_bill(
     inner: &Inner,
     payment: PayBill,
@@ -283,9 +287,14 @@ pub(crate) async fn pay_bill(
         let registration = state.c2b.clone().ok_or(SandboxError::NoC2bUrls)?;
         let now = state.config.clock.now();
         let trans_id = state.ids.receipt(now);
+        state.receipts.insert(trans_id.clone());
         (
             registration,
-            state.config.shortcode.clone(),
+            // A till's payments name the till and carry no account (`BillRefNumber` "").
+            state.config.till.clone().map_or_else(
+                || ("Pay Bill", state.config.shortcode.clone()),
+                |till| ("Buy Goods", till),
+            ),
             state.config.c2b_validation,
             state.config.validation_timeout,
             state.config.callback_timeout,
@@ -297,13 +306,19 @@ pub(crate) async fn pay_bill(
         MsisdnStyle::Hashed => fake_msisdn_hash(&payment.phone),
         MsisdnStyle::Masked => masked_msisdn(&payment.phone),
     };
+    let (transaction_type, shortcode) = shortcode;
+    let account = if transaction_type == "Buy Goods" {
+        String::new()
+    } else {
+        payment.account
+    };
     let mut body = json!({
-        "TransactionType": "Pay Bill",
+        "TransactionType": transaction_type,
         "TransID": trans_id,
         "TransTime": eat_timestamp(now),
         "TransAmount": format!("{amount:.2}"),
         "BusinessShortCode": shortcode,
-        "BillRefNumber": payment.account,
+        "BillRefNumber": account,
         "InvoiceNumber": "",
         "OrgAccountBalance": "",
         "ThirdPartyTransID": "",

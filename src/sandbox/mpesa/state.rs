@@ -46,6 +46,9 @@ pub(crate) struct State {
     pub c2b: Option<C2bRegistration>,
     /// The paybill's balance, reported in confirmations' `OrgAccountBalance`.
     pub org_balance: Decimal,
+    /// Every receipt this sandbox issued (what may be reversed).
+    pub receipts: std::collections::HashSet<String>,
+    pub refunds: Vec<super::refunds::RecordedRefund>,
     pub ids: Ids,
     pub requests: Vec<RecordedRequest>,
     pub callbacks: Vec<RecordedCallback>,
@@ -87,6 +90,8 @@ impl Inner {
                 open_prompts: HashMap::new(),
                 c2b: None,
                 org_balance: Decimal::new(12_800_000, 2),
+                receipts: std::collections::HashSet::new(),
+                refunds: Vec::new(),
                 ids: Ids::new(seed),
                 requests: Vec::new(),
                 callbacks: Vec::new(),

@@ -199,9 +199,14 @@ fn golden_body(h: &Harness, payer: &Msisdn) -> Value {
     let url = h.duka.url("stk");
     let push = h.push_to(payer, &url);
     let passkey = secrecy::ExposeSecret::expose_secret(&h.sandbox.passkey()).to_owned();
-    let body =
-        crate::mpesa::client::push_body(&h.sandbox.shortcode(), &passkey, &push, h.clock.now())
-            .unwrap();
+    let body = crate::mpesa::client::push_body(
+        &h.sandbox.shortcode(),
+        None,
+        &passkey,
+        &push,
+        h.clock.now(),
+    )
+    .unwrap();
     serde_json::to_value(&body).unwrap()
 }
 
