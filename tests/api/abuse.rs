@@ -164,14 +164,6 @@ async fn a_forged_end_of_session_nudges_no_one() {
     app.stop().await;
 }
 
-async fn buy(phone: &mut crate::helpers::Phone<'_>) -> String {
-    phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        phone.press(input).await;
-    }
-    crate::helpers::order_number_in(&phone.press("1").await)
-}
-
 const AT_SECRET: &str = "atReportsSecret0123456789";
 
 #[tokio::test]
@@ -183,7 +175,7 @@ async fn delivery_reports_need_the_secret_path_and_the_message_s_phone() {
     .await;
     // The sandbox posts its reports to the secret path, so a receipt is reported delivered.
     let mut phone = app.phone("0712201411");
-    let number = buy(&mut phone).await;
+    let number = phone.buy().await;
     let id = format!("{number}.r");
     let delivered =
         crate::helpers::eventually("the delivery report", Duration::from_secs(20), || async {
@@ -262,7 +254,7 @@ async fn over_the_daily_sms_ceiling_messages_wait_and_an_alert_counts() {
     })
     .await;
     let mut first = app.phone("0712201431");
-    let one = buy(&mut first).await;
+    let one = first.buy().await;
     crate::helpers::eventually("the first receipt", Duration::from_secs(20), || async {
         app.message(&format!("{one}.r"))
             .await
@@ -270,7 +262,7 @@ async fn over_the_daily_sms_ceiling_messages_wait_and_an_alert_counts() {
     })
     .await;
     let mut second = app.phone("0712201432");
-    let two = buy(&mut second).await;
+    let two = second.buy().await;
     crate::helpers::eventually("the ceiling alert", Duration::from_secs(20), || async {
         (app.state
             .metrics
@@ -318,7 +310,7 @@ async fn a_phone_over_its_push_limit_gets_no_prompt_and_no_sms_and_can_still_pay
     };
     for _ in 0..2 {
         let mut phone = app.phone("0712201441");
-        let number = buy(&mut phone).await;
+        let number = phone.buy().await;
         // One at a time: the next push waits for this one's result anyway.
         settled(number).await;
     }

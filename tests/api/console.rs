@@ -381,11 +381,7 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
     let app = console_app().await;
     // One order paid by itself (the sandbox approves), one waiting for its shopper's PIN.
     let mut paid_phone = app.phone("0712300011");
-    paid_phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        paid_phone.press(input).await;
-    }
-    let paid = order_number_in(&paid_phone.press("1").await);
+    let paid = paid_phone.buy().await;
     eventually("the first order paid", WAIT, || async {
         app.order(&paid)
             .await
@@ -396,11 +392,7 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
     app.mpesa()
         .set_outcome_for(&waiting, Outcome::interactive());
     let mut pending_phone = app.phone("0712300022");
-    pending_phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        pending_phone.press(input).await;
-    }
-    let pending = order_number_in(&pending_phone.press("1").await);
+    let pending = pending_phone.buy().await;
 
     let (_driver, client) = browser().await;
     sign_in_browser(&client, &app).await;
@@ -597,11 +589,7 @@ async fn in_the_browser_a_tester_buys_on_the_web_phone_and_reads_the_receipt() {
 async fn an_order_paid_twice_needs_attention_with_what_to_do() {
     let app = console_app().await;
     let mut phone = app.phone("0712300044");
-    phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        phone.press(input).await;
-    }
-    let number = order_number_in(&phone.press("1").await);
+    let number = phone.buy().await;
     eventually("the order paid", WAIT, || async {
         app.order(&number)
             .await

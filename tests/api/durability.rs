@@ -10,7 +10,7 @@ use duka::orders::OrderStatus;
 use duka::sms::outbox::SendStatus;
 use duka::startup::{Application, BuildOptions};
 
-use crate::helpers::{eventually, order_number_in, TestApp, TestOptions};
+use crate::helpers::{eventually, TestApp, TestOptions};
 
 /// A `redis-server` this test starts, kills with SIGKILL and restarts on the same port and dir.
 struct KillableRedis {
@@ -136,11 +136,7 @@ async fn a_paid_order_and_its_receipt_survive_kill_9_of_redis() {
     .await;
     let msisdn = Msisdn::parse("0712201501").unwrap();
     let mut phone = app.phone("0712201501");
-    phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        phone.press(input).await;
-    }
-    let number = order_number_in(&phone.press("1").await);
+    let number = phone.buy().await;
     let receipt = format!("{number}.r");
     eventually(
         "the receipt to be sent",
@@ -223,11 +219,7 @@ async fn a_paid_order_waits_for_the_replica_and_counts_when_it_cannot() {
         let app = &app;
         async move {
             let mut phone = app.phone(number);
-            phone.dial().await;
-            for input in ["1", "2", "3", "2", "1"] {
-                phone.press(input).await;
-            }
-            let order = order_number_in(&phone.press("1").await);
+            let order = phone.buy().await;
             eventually("paid", Duration::from_secs(20), || async {
                 app.order(&order)
                     .await

@@ -15,7 +15,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-use crate::helpers::{eventually, order_number_in, TestApp, TestOptions};
+use crate::helpers::{eventually, TestApp, TestOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -89,11 +89,7 @@ async fn a_paid_order_logs_one_info_line_per_business_event_with_masked_numbers(
     let _guard = capture.install();
 
     let mut phone = app.phone("0712300001");
-    phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        phone.press(input).await;
-    }
-    let number = order_number_in(&phone.press("1").await);
+    let number = phone.buy().await;
     eventually("the order to be paid", WAIT, || async {
         app.order(&number)
             .await

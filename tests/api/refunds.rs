@@ -13,18 +13,9 @@ use duka::sandbox::mpesa::refunds::RefundOutcome;
 use duka::sandbox::mpesa::{CallbackKind, PayBillResult};
 use serde_json::json;
 
-use crate::helpers::{eventually, order_number_in, Phone, TestApp, TestOptions};
+use crate::helpers::{eventually, TestApp, TestOptions};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn buy(phone: &mut Phone<'_>) -> String {
-    phone.dial().await;
-    for input in ["1", "2", "3", "2", "1"] {
-        phone.press(input).await;
-    }
-    let end = phone.press("1").await;
-    order_number_in(&end)
-}
 
 /// An order paid by STK, then paid again at the paybill: flagged overpaid. Returns its number
 /// and the receipt of the second payment.
@@ -32,7 +23,7 @@ async fn overpaid_order(app: &TestApp, phone: &str) -> (String, String) {
     // Validation would refuse a paid account; without it the second payment goes through.
     app.mpesa().configure(|c| c.c2b_validation = false);
     let mut phone = app.phone(phone);
-    let number = buy(&mut phone).await;
+    let number = phone.buy().await;
     eventually("the order to be paid", WAIT, || async {
         app.order(&number)
             .await
