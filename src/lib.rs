@@ -45,6 +45,7 @@ pub mod sandbox;
 pub mod sms;
 // The server.
 pub mod bench;
+pub mod soak;
 pub mod config;
 pub mod dial;
 pub mod error;

@@ -1,0 +1,214 @@
+//! The books at the end of a soak: every order as Redis holds it, set against what the M-Pesa
+//! sandbox says moved and what the SMS sandbox says was sent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use rust_decimal::Decimal;
+
+use super::walk::PaybillPaid;
+use crate::orders::{AttemptState, Order, OrderFlag, OrderStatus};
+use crate::sandbox::mpesa::{CallbackKind, MpesaSandbox};
+use crate::sandbox::sms::SmsSandbox;
+
+/// Every order under `prefix`, read with SCAN.
+pub fn read_orders(redis_url: &str) -> anyhow::Result<Vec<Order>> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_connection()?;
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg("*}:order:*")
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter::<String>(&mut conn)?
+        .collect::<Result<_, _>>()?;
+    let mut orders = Vec::new();
+    for key in keys {
+        let Some((_, rest)) = key.split_once("}:order:") else {
+            continue;
+        };
+        if rest.contains(':') {
+            continue;
+        }
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap_or(None);
+        if let Some(order) = raw.and_then(|r| serde_json::from_slice::<Order>(&r).ok()) {
+            orders.push(order);
+        }
+    }
+    orders.sort_by(|a, b| a.number.cmp(&b.number));
+    Ok(orders)
+}
+
+/// How many receipt SMS each order got, by order number.
+fn receipts_sent(sms: &SmsSandbox) -> HashMap<String, u32> {
+    let mut sent = HashMap::new();
+    for message in sms.messages() {
+        if let Some(rest) = message.text.split(": order ").nth(1) {
+            if let Some((order, _)) = rest.split_once(" paid") {
+                *sent.entry(order.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+    sent
+}
+
+/// Whether the system is quiet: no push unanswered, no attempt pending, every paid order's
+/// receipt sent.
+pub fn settled(orders: &[Order], sms: &SmsSandbox) -> bool {
+    let receipts = receipts_sent(sms);
+    orders.iter().all(|order| {
+        let pending = order.attempts.iter().any(|a| {
+            matches!(
+                a.state,
+                AttemptState::Requested | AttemptState::Sent | AttemptState::Unknown
+            )
+        });
+        let receipt_due =
+            order.status == OrderStatus::Paid && !receipts.contains_key(&order.number);
+        !pending && !receipt_due
+    })
+}
+
+/// The books, and whether every invariant holds.
+pub struct Books {
+    pub text: String,
+    pub ok: bool,
+}
+
+pub fn balance(
+    orders: &[Order],
+    mpesa: &MpesaSandbox,
+    sms: &SmsSandbox,
+    paybills: &[PaybillPaid],
+) -> Books {
+    let mut text = String::new();
+    let mut ok = true;
+
+    let stk_moved: u64 = mpesa
+        .pushes()
+        .iter()
+        .filter(|p| p.result_code == Some(0))
+        .map(|p| u64::from(p.amount))
+        .sum();
+    let stk_paid = mpesa
+        .pushes()
+        .iter()
+        .filter(|p| p.result_code == Some(0))
+        .count();
+    // A confirmation that no Duka answered with a 2xx was lost: Daraja does not send it again.
+    let heard: HashSet<String> = mpesa
+        .callbacks()
+        .iter()
+        .filter(|c| c.kind == CallbackKind::C2bConfirmation)
+        .filter(|c| c.reply.as_ref().is_ok_and(|r| (200..300).contains(&r.status)))
+        .filter_map(|c| c.body["TransID"].as_str().map(str::to_owned))
+        .collect();
+    let confirmed: Vec<&PaybillPaid> = paybills.iter().filter(|p| p.confirmed).collect();
+    let paybill_moved: u64 = confirmed.iter().map(|p| p.amount).sum();
+    let lost: Vec<&&PaybillPaid> = confirmed
+        .iter()
+        .filter(|p| !heard.contains(&p.trans_id))
+        .collect();
+    let lost_sum: u64 = lost.iter().map(|p| p.amount).sum();
+    let moved = stk_moved + paybill_moved;
+
+    let recorded: Decimal = orders
+        .iter()
+        .flat_map(|o| o.payments.iter())
+        .map(|p| p.amount.decimal())
+        .sum();
+    let expected = Decimal::from(moved - lost_sum);
+
+    let paid = orders.iter().filter(|o| o.status == OrderStatus::Paid).count();
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for order in orders {
+        *by_status.entry(order.status.words()).or_default() += 1;
+    }
+    let _ = writeln!(text, "orders in Redis: {} ({})", orders.len(), join(&by_status));
+    let _ = writeln!(
+        text,
+        "M-Pesa moved: KES {moved} = STK KES {stk_moved} ({stk_paid} pushes) + paybill KES {paybill_moved} ({} payments)",
+        confirmed.len()
+    );
+    let _ = writeln!(
+        text,
+        "paybill confirmations lost while Duka was down: {} (KES {lost_sum}), needs `duka mpesa find`{}",
+        lost.len(),
+        lost.iter()
+            .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
+            .collect::<String>()
+    );
+    let balanced = recorded == expected;
+    ok &= balanced;
+    let _ = writeln!(
+        text,
+        "Σ payments on orders = KES {recorded}; M-Pesa moved less lost confirmations = KES {expected}: {}",
+        if balanced { "balanced" } else { "NOT BALANCED" }
+    );
+
+    let mut receipts_seen = HashSet::new();
+    let duplicate_receipts = orders
+        .iter()
+        .flat_map(|o| o.payments.iter())
+        .filter_map(|p| p.receipt.clone())
+        .filter(|r| !receipts_seen.insert(r.clone()))
+        .count();
+    let paid_twice = orders
+        .iter()
+        .filter(|o| o.payments.len() > 1 && o.flags.is_empty())
+        .count()
+        + duplicate_receipts;
+    ok &= paid_twice == 0;
+    let _ = writeln!(text, "orders paid twice without a flag: {paid_twice}");
+
+    let receipts = receipts_sent(sms);
+    let twice = receipts.values().filter(|n| **n > 1).count();
+    ok &= twice == 0;
+    let _ = writeln!(text, "receipts sent twice: {twice}");
+    let without = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Paid && !receipts.contains_key(&o.number))
+        .count();
+    ok &= without == 0;
+    let _ = writeln!(text, "paid orders ({paid}) without a receipt: {without}");
+
+    let flagged: Vec<&Order> = orders
+        .iter()
+        .filter(|o| {
+            o.flags
+                .iter()
+                .any(|f| matches!(f, OrderFlag::Overpaid | OrderFlag::PaidAfterExpiry))
+        })
+        .collect();
+    let _ = writeln!(text, "refund-flagged orders: {}", flagged.len());
+    for order in flagged {
+        let paid: Decimal = order.payments.iter().map(|p| p.amount.decimal()).sum();
+        let _ = writeln!(
+            text,
+            "  {} {:?}: total KES {}, paid KES {paid} in {} payments ({}), refund KES {}",
+            order.number,
+            order.flags,
+            order.total.decimal(),
+            order.payments.len(),
+            order
+                .payments
+                .iter()
+                .map(|p| p.receipt.clone().unwrap_or_else(|| "no receipt yet".into()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            paid - order.total.decimal()
+        );
+    }
+    let _ = writeln!(text, "books: {}", if ok { "OK" } else { "FAILED" });
+    Books { text, ok }
+}
+
+fn join(counts: &BTreeMap<&str, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
