@@ -95,6 +95,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     );
     let sms = Arc::new(
         SmsSandbox::start(SmsSandboxConfig {
+            // Not `sandbox`: Duka keeps that username for AT's own sandbox host.
+            username: "duka-soak".into(),
             seed,
             ..SmsSandboxConfig::default()
         })
@@ -143,6 +145,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         tag: (seed % 1_000_000) as u32,
         mpesa: mpesa.clone(),
         resend_window: Duration::from_millis(RESEND_WINDOW_MS),
+        apology: crate::menu::apology(&catalog, crate::menu::Lang::En).text,
         redials: AtomicU64::new(0),
         hops: AtomicU64::new(0),
         done: AtomicU64::new(0),

@@ -59,11 +59,12 @@ fn receipts_sent(sms: &SmsSandbox) -> HashMap<String, u32> {
 pub fn settled(orders: &[Order], sms: &SmsSandbox) -> bool {
     let receipts = receipts_sent(sms);
     orders.iter().all(|order| {
-        let pending = order.attempts.iter().any(|a| {
-            matches!(
-                a.state,
-                AttemptState::Requested | AttemptState::Sent | AttemptState::Unknown
-            )
+        // An unknown push without a CheckoutRequestID cannot be queried: it waits for the
+        // shopper to pay again, not for the system.
+        let pending = order.attempts.iter().any(|a| match a.state {
+            AttemptState::Requested | AttemptState::Sent => true,
+            AttemptState::Unknown => a.checkout_request_id.is_some(),
+            AttemptState::Succeeded | AttemptState::Failed => false,
         });
         let receipt_due =
             order.status == OrderStatus::Paid && !receipts.contains_key(&order.number);
@@ -114,6 +115,33 @@ pub fn balance(
     let lost_sum: u64 = lost.iter().map(|p| p.amount).sum();
     let moved = stk_moved + paybill_moved;
 
+    // Every successful push should show as a payment of its attempt on its order.
+    let by_number: HashMap<&str, &Order> = orders.iter().map(|o| (o.number.as_str(), o)).collect();
+    let unattributed: Vec<String> = mpesa
+        .pushes()
+        .iter()
+        .filter(|p| p.result_code == Some(0))
+        .filter(|push| {
+            let order = by_number.get(push.account_reference.as_str());
+            let attempt = order.and_then(|o| {
+                o.attempts
+                    .iter()
+                    .find(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
+            });
+            !attempt.is_some_and(|a| {
+                order.is_some_and(|o| o.payments.iter().any(|p| p.attempt == Some(a.n)))
+            })
+        })
+        .map(|push| {
+            format!(
+                "\n  {} KES {} for order {} (CheckoutRequestID {})",
+                push.receipt.as_deref().unwrap_or("no receipt"),
+                push.amount,
+                push.account_reference,
+                push.checkout_request_id
+            )
+        })
+        .collect();
     let recorded: Decimal = orders
         .iter()
         .flat_map(|o| o.payments.iter())
@@ -140,7 +168,13 @@ pub fn balance(
             .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
             .collect::<String>()
     );
-    let balanced = recorded == expected;
+    let _ = writeln!(
+        text,
+        "STK payments M-Pesa took that no order holds: {}{}",
+        unattributed.len(),
+        unattributed.concat()
+    );
+    let balanced = recorded == expected && unattributed.is_empty();
     ok &= balanced;
     let _ = writeln!(
         text,

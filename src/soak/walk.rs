@@ -35,6 +35,8 @@ pub struct World {
     pub mpesa: Arc<MpesaSandbox>,
     /// Duka's resend window: a shopper typing the same input twice waits it out.
     pub resend_window: Duration,
+    /// The apology Duka ends a hop with when its store failed (Redis down): worth a redial.
+    pub apology: String,
     pub redials: AtomicU64,
     pub hops: AtomicU64,
     pub done: AtomicU64,
@@ -189,6 +191,15 @@ impl Walk<'_> {
         let started = std::time::Instant::now();
         loop {
             match result {
+                Ok(reply)
+                    if reply.end
+                        && reply.text == self.world.apology
+                        && started.elapsed() < GIVE_UP_AFTER =>
+                {
+                    self.world.redials.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(REDIAL_PAUSE).await;
+                    result = self.phone.resend().await;
+                }
                 Ok(reply) => return Ok(reply),
                 Err(PhoneError::Unreachable(why)) | Err(PhoneError::Unreadable { why, .. })
                     if started.elapsed() < GIVE_UP_AFTER =>
