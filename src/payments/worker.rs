@@ -79,15 +79,36 @@ impl PaymentJobs {
         }
         let lock_owner = format!("{number}:{attempt}");
         match self.take_lock(shop, &payer, &lock_owner).await {
-            Ok(true) => {}
-            Ok(false) if waited < PUSH_PATIENCE_MS => {
+            Ok(Lock::Taken) => {}
+            Ok(Lock::AlreadyOurs) => {
+                // An earlier run of this job took the lock and never recorded what Daraja
+                // answered (the process died mid-push, or its lease ran out): the push may have
+                // reached the phone, so it is not sent again (`duka soak` found the double
+                // charge this used to make after a `kill -9`).
+                tracing::warn!(
+                    order.number = number,
+                    "an earlier try of this STK push was cut off; it may have reached the phone, not pushing again"
+                );
+                return self
+                    .record(
+                        shop,
+                        number,
+                        Event::PushFailed {
+                            attempt,
+                            error: "an earlier try of this push was cut off before Daraja's answer was recorded".into(),
+                            ambiguous: true,
+                        },
+                    )
+                    .await;
+            }
+            Ok(Lock::HeldByAnother) if waited < PUSH_PATIENCE_MS => {
                 tracing::info!(
                     order.number = number,
                     "another payment prompt is pending on this phone; waiting"
                 );
                 return JobOutcome::RetryAt(now + 15_000);
             }
-            Ok(false) => {
+            Ok(Lock::HeldByAnother) => {
                 return self
                     .record(
                         shop,
@@ -317,23 +338,36 @@ impl PaymentJobs {
         shop: &Shop,
         payer: &Msisdn,
         owner: &str,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<Lock, crate::store::StoreError> {
         let key = shop.keys.stk_lock(payer);
         let mut batch = Batch::new();
         batch
             .guard(&key, None)
             .set(&key, owner.as_bytes().to_vec(), Some(STK_LOCK_TTL_MS));
         if shop.store.commit(&batch).await? == Commit::Applied {
-            return Ok(true);
+            return Ok(Lock::Taken);
         }
         let held = shop.store.get_one(&key).await?;
-        Ok(held.as_deref() == Some(owner.as_bytes()))
+        Ok(if held.as_deref() == Some(owner.as_bytes()) {
+            Lock::AlreadyOurs
+        } else {
+            Lock::HeldByAnother
+        })
     }
 
     /// Frees the phone for the next push (best effort: the lock expires by itself).
     pub async fn release_lock(&self, shop: &Shop, payer: &Msisdn) {
         release_lock(shop, payer).await;
     }
+}
+
+/// What taking a phone's pending-push lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Taken,
+    /// This attempt already held it: an earlier run of the job got as far as the push.
+    AlreadyOurs,
+    HeldByAnother,
 }
 
 /// Frees a phone's pending-push lock (best effort: it expires by itself).

@@ -112,6 +112,28 @@ pub fn balance(
         .iter()
         .filter(|p| !heard.contains(&p.trans_id))
         .collect();
+    let replies = |trans_id: &str| -> String {
+        mpesa
+            .callbacks()
+            .iter()
+            .filter(|c| c.kind == CallbackKind::C2bConfirmation && c.body["TransID"] == trans_id)
+            .map(|c| match &c.reply {
+                Ok(r) => format!("HTTP {}", r.status),
+                Err(e) => e.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let on_orders: HashSet<&str> = orders
+        .iter()
+        .flat_map(|o| o.payments.iter())
+        .filter_map(|p| p.receipt.as_deref())
+        .collect();
+    let heard_not_held: Vec<String> = confirmed
+        .iter()
+        .filter(|p| heard.contains(&p.trans_id) && !on_orders.contains(p.trans_id.as_str()))
+        .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
+        .collect();
     let lost_sum: u64 = lost.iter().map(|p| p.amount).sum();
     let moved = stk_moved + paybill_moved;
 
@@ -165,8 +187,20 @@ pub fn balance(
         "paybill confirmations lost while Duka was down: {} (KES {lost_sum}), needs `duka mpesa find`{}",
         lost.len(),
         lost.iter()
-            .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
+            .map(|p| format!(
+                "\n  {} KES {} for order {} (Duka's answers: {})",
+                p.trans_id,
+                p.amount,
+                p.order,
+                replies(&p.trans_id)
+            ))
             .collect::<String>()
+    );
+    let _ = writeln!(
+        text,
+        "paybill payments Duka acknowledged that no order holds: {}{}",
+        heard_not_held.len(),
+        heard_not_held.concat()
     );
     let _ = writeln!(
         text,
@@ -174,7 +208,7 @@ pub fn balance(
         unattributed.len(),
         unattributed.concat()
     );
-    let balanced = recorded == expected && unattributed.is_empty();
+    let balanced = recorded == expected && unattributed.is_empty() && heard_not_held.is_empty();
     ok &= balanced;
     let _ = writeln!(
         text,
