@@ -87,7 +87,6 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let mpesa = Arc::new(
         MpesaSandbox::start(SandboxConfig {
             callback_delay: Duration::from_millis(800),
-            callback_timeout: Duration::from_secs(3),
             seed: Some(seed),
             ..SandboxConfig::default()
         })
@@ -236,6 +235,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         }
     );
     let paybills: Vec<walk::PaybillPaid> = walked.iter().filter_map(|w| w.paybill.clone()).collect();
+    books::write_trail(&dir, &mpesa, &sms, &paybills)?;
     let books = books::balance(&orders, &mpesa, &sms, &paybills);
     print!("{}", books.text);
     Ok(if books.ok && settled {

@@ -139,16 +139,66 @@ pub fn balance(
 
     // Every successful push should show as a payment of its attempt on its order.
     let by_number: HashMap<&str, &Order> = orders.iter().map(|o| (o.number.as_str(), o)).collect();
+    // A push whose answer Duka never read and whose callback no Duka acknowledged is lost to
+    // Duka (it has no CheckoutRequestID to query): only a transaction lookup finds it.
+    let stk_heard: HashSet<String> = mpesa
+        .callbacks()
+        .iter()
+        .filter(|c| c.kind == CallbackKind::Stk)
+        .filter(|c| c.reply.as_ref().is_ok_and(|r| (200..300).contains(&r.status)))
+        .filter_map(|c| {
+            c.body["Body"]["stkCallback"]["CheckoutRequestID"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let never_known = |push: &crate::sandbox::mpesa::RecordedPush| {
+        let known = by_number.get(push.account_reference.as_str()).is_some_and(|o| {
+            o.attempts
+                .iter()
+                .any(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
+        });
+        !known && !stk_heard.contains(&push.checkout_request_id)
+    };
+    let stk_lost: Vec<crate::sandbox::mpesa::RecordedPush> = mpesa
+        .pushes()
+        .into_iter()
+        .filter(|p| p.result_code == Some(0) && never_known(p))
+        .collect();
+    let stk_lost_sum: u64 = stk_lost.iter().map(|p| u64::from(p.amount)).sum();
+    let _ = writeln!(
+        text,
+        "STK payments whose push answer and callback both missed Duka: {} (KES {stk_lost_sum}), needs `duka mpesa find`{}",
+        stk_lost.len(),
+        stk_lost
+            .iter()
+            .map(|p| format!(
+                "\n  {} KES {} for order {}",
+                p.receipt.as_deref().unwrap_or("no receipt"),
+                p.amount,
+                p.account_reference
+            ))
+            .collect::<String>()
+    );
     let unattributed: Vec<String> = mpesa
         .pushes()
         .iter()
-        .filter(|p| p.result_code == Some(0))
+        .filter(|p| p.result_code == Some(0) && !never_known(p))
         .filter(|push| {
             let order = by_number.get(push.account_reference.as_str());
+            // Known by its id, or settled through its payer's lock without one.
             let attempt = order.and_then(|o| {
                 o.attempts
                     .iter()
                     .find(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
+                    .or_else(|| {
+                        o.attempts.iter().find(|a| {
+                            a.checkout_request_id.is_none()
+                                && o.payments.iter().any(|p| {
+                                    p.attempt == Some(a.n) && p.receipt == push.receipt
+                                })
+                        })
+                    })
             });
             !attempt.is_some_and(|a| {
                 order.is_some_and(|o| o.payments.iter().any(|p| p.attempt == Some(a.n)))
@@ -156,11 +206,23 @@ pub fn balance(
         })
         .map(|push| {
             format!(
-                "\n  {} KES {} for order {} (CheckoutRequestID {})",
+                "\n  {} KES {} for order {} (CheckoutRequestID {}; Duka's answers: {})",
                 push.receipt.as_deref().unwrap_or("no receipt"),
                 push.amount,
                 push.account_reference,
-                push.checkout_request_id
+                push.checkout_request_id,
+                mpesa
+                    .callbacks()
+                    .iter()
+                    .filter(|c| c.kind == CallbackKind::Stk
+                        && c.body["Body"]["stkCallback"]["CheckoutRequestID"]
+                            == push.checkout_request_id.as_str())
+                    .map(|c| match &c.reply {
+                        Ok(r) => format!("HTTP {}", r.status),
+                        Err(e) => e.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         })
         .collect();
@@ -169,7 +231,7 @@ pub fn balance(
         .flat_map(|o| o.payments.iter())
         .map(|p| p.amount.decimal())
         .sum();
-    let expected = Decimal::from(moved - lost_sum);
+    let expected = Decimal::from(moved - lost_sum - stk_lost_sum);
 
     let paid = orders.iter().filter(|o| o.status == OrderStatus::Paid).count();
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
@@ -212,7 +274,7 @@ pub fn balance(
     ok &= balanced;
     let _ = writeln!(
         text,
-        "Σ payments on orders = KES {recorded}; M-Pesa moved less lost confirmations = KES {expected}: {}",
+        "Σ payments on orders = KES {recorded}; M-Pesa moved less what missed Duka = KES {expected}: {}",
         if balanced { "balanced" } else { "NOT BALANCED" }
     );
 
@@ -279,4 +341,54 @@ fn join(counts: &BTreeMap<&str, usize>) -> String {
         .map(|(k, v)| format!("{v} {k}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What the sandboxes saw, one line each, into `dir` (`pushes.txt`, `callbacks.txt`,
+/// `paybills.txt`, `sms.txt`), for whoever has to explain a failed balance.
+pub fn write_trail(
+    dir: &std::path::Path,
+    mpesa: &MpesaSandbox,
+    sms: &SmsSandbox,
+    paybills: &[PaybillPaid],
+) -> std::io::Result<()> {
+    let lines = |items: Vec<String>| items.join("\n") + "\n";
+    std::fs::write(
+        dir.join("pushes.txt"),
+        lines(
+            mpesa
+                .pushes()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} {} {:?} {:?} {:?}",
+                        p.account_reference, p.checkout_request_id, p.amount, p.result_code, p.receipt, p.outcome
+                    )
+                })
+                .collect(),
+        ),
+    )?;
+    std::fs::write(
+        dir.join("callbacks.txt"),
+        lines(
+            mpesa
+                .callbacks()
+                .iter()
+                .map(|c| {
+                    let reply = match &c.reply {
+                        Ok(r) => format!("HTTP {}", r.status),
+                        Err(e) => e.clone(),
+                    };
+                    format!("{} {:?} {reply} {}", c.at, c.kind, c.body)
+                })
+                .collect(),
+        ),
+    )?;
+    std::fs::write(
+        dir.join("paybills.txt"),
+        lines(paybills.iter().map(|p| format!("{p:?}")).collect()),
+    )?;
+    std::fs::write(
+        dir.join("sms.txt"),
+        lines(sms.messages().iter().map(|m| format!("{} {}", m.to, m.text)).collect()),
+    )
 }
