@@ -129,9 +129,27 @@ pub fn balance(
         .flat_map(|o| o.payments.iter())
         .filter_map(|p| p.receipt.as_deref())
         .collect();
+    // Duka's `same_money` rule takes a paybill confirmation of the same amount for M-Pesa's C2B
+    // echo of a receipt-less (query-proven) STK payment. When the shopper really paid twice,
+    // the second payment is folded into the first: listed here, for review, not hidden.
+    let folded: Vec<&PaybillPaid> = confirmed
+        .iter()
+        .copied()
+        .filter(|p| {
+            orders.iter().any(|o| {
+                o.number == p.order
+                    && o.payments.iter().any(|pay| {
+                        pay.source == crate::orders::PaymentSource::StkQuery
+                            && pay.receipt.as_deref() == Some(p.trans_id.as_str())
+                    })
+            })
+        })
+        .collect();
+    let folded_sum: u64 = folded.iter().map(|p| p.amount).sum();
     let heard_not_held: Vec<String> = confirmed
         .iter()
         .filter(|p| heard.contains(&p.trans_id) && !on_orders.contains(p.trans_id.as_str()))
+        .filter(|p| !folded.iter().any(|f| f.trans_id == p.trans_id))
         .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
         .collect();
     let lost_sum: u64 = lost.iter().map(|p| p.amount).sum();
@@ -231,7 +249,7 @@ pub fn balance(
         .flat_map(|o| o.payments.iter())
         .map(|p| p.amount.decimal())
         .sum();
-    let expected = Decimal::from(moved - lost_sum - stk_lost_sum);
+    let expected = Decimal::from(moved - lost_sum - stk_lost_sum - folded_sum);
 
     let paid = orders.iter().filter(|o| o.status == OrderStatus::Paid).count();
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
@@ -266,6 +284,15 @@ pub fn balance(
     );
     let _ = writeln!(
         text,
+        "paybill payments folded into a query-proven STK payment of the same amount (paid twice, no flag; review): {} (KES {folded_sum}){}",
+        folded.len(),
+        folded
+            .iter()
+            .map(|p| format!("\n  {} KES {} for order {}", p.trans_id, p.amount, p.order))
+            .collect::<String>()
+    );
+    let _ = writeln!(
+        text,
         "STK payments M-Pesa took that no order holds: {}{}",
         unattributed.len(),
         unattributed.concat()
@@ -274,7 +301,7 @@ pub fn balance(
     ok &= balanced;
     let _ = writeln!(
         text,
-        "Σ payments on orders = KES {recorded}; M-Pesa moved less what missed Duka = KES {expected}: {}",
+        "Σ payments on orders = KES {recorded}; M-Pesa moved less what missed Duka and what was folded = KES {expected}: {}",
         if balanced { "balanced" } else { "NOT BALANCED" }
     );
 
