@@ -11,4 +11,5 @@ mod operations;
 mod payments;
 mod robustness;
 mod sms;
+mod soak;
 mod ussd_menus;
