@@ -45,7 +45,6 @@ pub mod sandbox;
 pub mod sms;
 // The server.
 pub mod bench;
-pub mod soak;
 pub mod config;
 pub mod dial;
 pub mod error;
@@ -53,6 +52,7 @@ pub mod fixtures;
 pub mod graph;
 pub mod metrics;
 pub mod operator;
+pub mod soak;
 pub mod startup;
 pub mod telemetry;
 pub mod testing;

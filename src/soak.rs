@@ -155,10 +155,18 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let chaos = {
         let (world, mpesa, sms, finished) =
             (world.clone(), mpesa.clone(), sms.clone(), finished.clone());
-        let (shoppers, duka_kills, redis_kills) = (args.shoppers, args.duka_kills, args.redis_kills);
+        let (shoppers, duka_kills, redis_kills) =
+            (args.shoppers, args.duka_kills, args.redis_kills);
         tokio::spawn(async move {
             let log = chaos(
-                &world, &mpesa, &sms, &mut duka, &mut redis, &finished, shoppers, duka_kills,
+                &world,
+                &mpesa,
+                &sms,
+                &mut duka,
+                &mut redis,
+                &finished,
+                shoppers,
+                duka_kills,
                 redis_kills,
             )
             .await;
@@ -234,7 +242,8 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             format!("NO, still busy after {} s", args.settle_s)
         }
     );
-    let paybills: Vec<walk::PaybillPaid> = walked.iter().filter_map(|w| w.paybill.clone()).collect();
+    let paybills: Vec<walk::PaybillPaid> =
+        walked.iter().filter_map(|w| w.paybill.clone()).collect();
     books::write_trail(&dir, &mpesa, &sms, &paybills)?;
     let books = books::balance(&orders, &mpesa, &sms, &paybills);
     print!("{}", books.text);
@@ -267,10 +276,16 @@ async fn chaos(
     }
     let mut plan: Vec<(u64, Act)> = Vec::new();
     for i in 0..duka_kills {
-        plan.push((shoppers * u64::from(2 * i + 1) / u64::from(2 * duka_kills + 1), Act::KillDuka));
+        plan.push((
+            shoppers * u64::from(2 * i + 1) / u64::from(2 * duka_kills + 1),
+            Act::KillDuka,
+        ));
     }
     for i in 0..redis_kills {
-        plan.push((shoppers * u64::from(i + 1) / u64::from(redis_kills + 1), Act::KillRedis));
+        plan.push((
+            shoppers * u64::from(i + 1) / u64::from(redis_kills + 1),
+            Act::KillRedis,
+        ));
     }
     for i in 1..20u32 {
         plan.push((shoppers * u64::from(i) / 20, Act::Fault(i)));
@@ -285,11 +300,16 @@ async fn chaos(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let when = format!("{:>6.1} s, shopper {at:>5}", started.elapsed().as_secs_f64());
+        let when = format!(
+            "{:>6.1} s, shopper {at:>5}",
+            started.elapsed().as_secs_f64()
+        );
         match act {
             Act::KillDuka => match duka.kill_and_restart(Duration::from_secs(1)).await {
                 Ok(()) => log.push(format!("{when}: duka serve killed -9, back after 1 s down")),
-                Err(e) => log.push(format!("{when}: duka serve killed -9, RESTART FAILED: {e:#}")),
+                Err(e) => log.push(format!(
+                    "{when}: duka serve killed -9, RESTART FAILED: {e:#}"
+                )),
             },
             Act::KillRedis => {
                 let killed = Instant::now();

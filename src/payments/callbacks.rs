@@ -214,7 +214,11 @@ async fn orphan_push(
     else {
         return Ok(None);
     };
-    let owner = app.shop.store.get_one(&app.shop.keys.stk_lock(payer)).await?;
+    let owner = app
+        .shop
+        .store
+        .get_one(&app.shop.keys.stk_lock(payer))
+        .await?;
     let Some((order, attempt)) = owner
         .as_deref()
         .and_then(|o| std::str::from_utf8(o).ok())
@@ -224,9 +228,12 @@ async fn orphan_push(
         return Ok(None);
     };
     let stored = load_order(&app.shop, &order).await?;
-    let orphan = stored.as_ref().and_then(|o| o.attempt(attempt)).is_some_and(|a| {
-        a.state != crate::orders::AttemptState::Succeeded && a.checkout_request_id.is_none()
-    });
+    let orphan = stored
+        .as_ref()
+        .and_then(|o| o.attempt(attempt))
+        .is_some_and(|a| {
+            a.state != crate::orders::AttemptState::Succeeded && a.checkout_request_id.is_none()
+        });
     if orphan {
         tracing::warn!(order.number = %order, "STK callback for a push whose answer Duka never read; settling its attempt");
     }

@@ -103,7 +103,11 @@ pub fn balance(
         .callbacks()
         .iter()
         .filter(|c| c.kind == CallbackKind::C2bConfirmation)
-        .filter(|c| c.reply.as_ref().is_ok_and(|r| (200..300).contains(&r.status)))
+        .filter(|c| {
+            c.reply
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status))
+        })
         .filter_map(|c| c.body["TransID"].as_str().map(str::to_owned))
         .collect();
     let confirmed: Vec<&PaybillPaid> = paybills.iter().filter(|p| p.confirmed).collect();
@@ -163,7 +167,11 @@ pub fn balance(
         .callbacks()
         .iter()
         .filter(|c| c.kind == CallbackKind::Stk)
-        .filter(|c| c.reply.as_ref().is_ok_and(|r| (200..300).contains(&r.status)))
+        .filter(|c| {
+            c.reply
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status))
+        })
         .filter_map(|c| {
             c.body["Body"]["stkCallback"]["CheckoutRequestID"]
                 .as_str()
@@ -171,11 +179,13 @@ pub fn balance(
         })
         .collect();
     let never_known = |push: &crate::sandbox::mpesa::RecordedPush| {
-        let known = by_number.get(push.account_reference.as_str()).is_some_and(|o| {
-            o.attempts
-                .iter()
-                .any(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
-        });
+        let known = by_number
+            .get(push.account_reference.as_str())
+            .is_some_and(|o| {
+                o.attempts
+                    .iter()
+                    .any(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
+            });
         !known && !stk_heard.contains(&push.checkout_request_id)
     };
     let stk_lost: Vec<crate::sandbox::mpesa::RecordedPush> = mpesa
@@ -212,9 +222,9 @@ pub fn balance(
                     .or_else(|| {
                         o.attempts.iter().find(|a| {
                             a.checkout_request_id.is_none()
-                                && o.payments.iter().any(|p| {
-                                    p.attempt == Some(a.n) && p.receipt == push.receipt
-                                })
+                                && o.payments
+                                    .iter()
+                                    .any(|p| p.attempt == Some(a.n) && p.receipt == push.receipt)
                         })
                     })
             });
@@ -251,12 +261,20 @@ pub fn balance(
         .sum();
     let expected = Decimal::from(moved - lost_sum - stk_lost_sum - folded_sum);
 
-    let paid = orders.iter().filter(|o| o.status == OrderStatus::Paid).count();
+    let paid = orders
+        .iter()
+        .filter(|o| o.status == OrderStatus::Paid)
+        .count();
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for order in orders {
         *by_status.entry(order.status.words()).or_default() += 1;
     }
-    let _ = writeln!(text, "orders in Redis: {} ({})", orders.len(), join(&by_status));
+    let _ = writeln!(
+        text,
+        "orders in Redis: {} ({})",
+        orders.len(),
+        join(&by_status)
+    );
     let _ = writeln!(
         text,
         "M-Pesa moved: KES {moved} = STK KES {stk_moved} ({stk_paid} pushes) + paybill KES {paybill_moved} ({} payments)",
@@ -388,7 +406,12 @@ pub fn write_trail(
                 .map(|p| {
                     format!(
                         "{} {} {} {:?} {:?} {:?}",
-                        p.account_reference, p.checkout_request_id, p.amount, p.result_code, p.receipt, p.outcome
+                        p.account_reference,
+                        p.checkout_request_id,
+                        p.amount,
+                        p.result_code,
+                        p.receipt,
+                        p.outcome
                     )
                 })
                 .collect(),
@@ -416,6 +439,11 @@ pub fn write_trail(
     )?;
     std::fs::write(
         dir.join("sms.txt"),
-        lines(sms.messages().iter().map(|m| format!("{} {}", m.to, m.text)).collect()),
+        lines(
+            sms.messages()
+                .iter()
+                .map(|m| format!("{} {}", m.to, m.text))
+                .collect(),
+        ),
     )
 }

@@ -38,7 +38,14 @@ impl Redis {
             .open(self.dir.join("redis.log"))?;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -131,7 +138,11 @@ impl Duka {
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 anyhow::bail!(
                     "duka serve exited ({status}) before it was ready: see {}",
                     self.dir.join(format!("duka-{}.log", self.starts)).display()

@@ -57,7 +57,8 @@ impl Fate {
 
     /// Shopper `index`'s fate: a third succeed plainly, the rest spread over the others.
     pub fn draw(seed: u64, index: u64) -> Self {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         match rng.random_range(0..30u32) {
             0..=9 => Fate::Success,
             10..=11 => Fate::Cancel,
@@ -101,7 +102,8 @@ mod tests {
 
     #[test]
     fn fates_are_repeatable_and_all_drawn() {
-        let drawn: std::collections::BTreeSet<Fate> = (0..2_000).map(|i| Fate::draw(7, i)).collect();
+        let drawn: std::collections::BTreeSet<Fate> =
+            (0..2_000).map(|i| Fate::draw(7, i)).collect();
         assert_eq!(drawn.len(), Fate::ALL.len());
         assert!((0..100).all(|i| Fate::draw(7, i) == Fate::draw(7, i)));
         assert_ne!(

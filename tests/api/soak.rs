@@ -5,11 +5,27 @@ use std::process::Command;
 
 #[test]
 fn a_short_soak_keeps_the_books_through_kills_and_outages() {
-    let dir = std::env::temp_dir().join(format!("duka-soak-test-{}", duka::testing::random_prefix()));
+    let dir =
+        std::env::temp_dir().join(format!("duka-soak-test-{}", duka::testing::random_prefix()));
     let started = std::time::Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_duka"))
-        .args(["soak", "--shoppers", "150", "--concurrency", "32", "--seed", "14"])
-        .args(["--duka-kills", "1", "--redis-kills", "1", "--settle-s", "60"])
+        .args([
+            "soak",
+            "--shoppers",
+            "150",
+            "--concurrency",
+            "32",
+            "--seed",
+            "14",
+        ])
+        .args([
+            "--duka-kills",
+            "1",
+            "--redis-kills",
+            "1",
+            "--settle-s",
+            "60",
+        ])
         .arg("--dir")
         .arg(&dir)
         .env("DUKA_MENUS", concat!(env!("CARGO_MANIFEST_DIR"), "/menus"))
@@ -41,5 +57,9 @@ fn a_short_soak_keeps_the_books_through_kills_and_outages() {
         .unwrap_or(0);
     assert!(placed >= 140, "{stdout}");
     assert!(!stdout.contains(" 0 redials"), "{stdout}");
-    assert!(started.elapsed().as_secs() < 120, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "took {:?}",
+        started.elapsed()
+    );
 }
