@@ -198,11 +198,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     // Settle: no attempt pending, every receipt out, within the time limit.
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle_s);
     let mut orders = books::read_orders(&redis_url)?;
-    while !books::settled(&orders, &sms) && Instant::now() < settle_deadline {
+    let mut states = books::receipt_states(&redis_url, &orders)?;
+    while !books::settled(&orders, &sms, &states) && Instant::now() < settle_deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
         orders = books::read_orders(&redis_url)?;
+        states = books::receipt_states(&redis_url, &orders)?;
     }
-    let settled = books::settled(&orders, &sms);
+    let settled = books::settled(&orders, &sms, &states);
 
     println!("{log}");
     let placed = walked.iter().filter(|w| w.order.is_some()).count();
@@ -245,7 +247,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let paybills: Vec<walk::PaybillPaid> =
         walked.iter().filter_map(|w| w.paybill.clone()).collect();
     books::write_trail(&dir, &mpesa, &sms, &paybills)?;
-    let books = books::balance(&orders, &mpesa, &sms, &paybills);
+    let books = books::balance(&orders, &mpesa, &sms, &paybills, &states);
     print!("{}", books.text);
     Ok(if books.ok && settled {
         ExitCode::SUCCESS

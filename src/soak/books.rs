@@ -10,6 +10,7 @@ use super::walk::PaybillPaid;
 use crate::orders::{AttemptState, Order, OrderFlag, OrderStatus};
 use crate::sandbox::mpesa::{CallbackKind, MpesaSandbox};
 use crate::sandbox::sms::SmsSandbox;
+use crate::sms::outbox::{OutboxMessage, SendStatus};
 
 /// Every order under `prefix`, read with SCAN.
 pub fn read_orders(redis_url: &str) -> anyhow::Result<Vec<Order>> {
@@ -41,6 +42,35 @@ pub fn read_orders(redis_url: &str) -> anyhow::Result<Vec<Order>> {
     Ok(orders)
 }
 
+/// The outbox state of each paid order's receipt (`<order>.r`), by order number.
+pub fn receipt_states(
+    redis_url: &str,
+    orders: &[Order],
+) -> anyhow::Result<HashMap<String, SendStatus>> {
+    let keys = crate::keys::Keys::new("duka");
+    let mut conn = redis::Client::open(redis_url)?.get_connection()?;
+    let mut states = HashMap::new();
+    for order in orders.iter().filter(|o| o.status == OrderStatus::Paid) {
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(keys.message(&format!("{}.r", order.number)))
+            .query(&mut conn)
+            .unwrap_or(None);
+        if let Some(message) = raw.and_then(|r| serde_json::from_slice::<OutboxMessage>(&r).ok()) {
+            states.insert(order.number.clone(), message.status);
+        }
+    }
+    Ok(states)
+}
+
+/// Whether a receipt will never go out by itself: a kill mid-send left it uncertain (Duka
+/// never resends those), or it was given up on.
+fn receipt_parked(states: &HashMap<String, SendStatus>, order: &str) -> bool {
+    matches!(
+        states.get(order),
+        Some(SendStatus::Uncertain | SendStatus::Failed)
+    )
+}
+
 /// How many receipt SMS each order got, by order number.
 fn receipts_sent(sms: &SmsSandbox) -> HashMap<String, u32> {
     let mut sent = HashMap::new();
@@ -56,7 +86,7 @@ fn receipts_sent(sms: &SmsSandbox) -> HashMap<String, u32> {
 
 /// Whether the system is quiet: no push unanswered, no attempt pending, every paid order's
 /// receipt sent.
-pub fn settled(orders: &[Order], sms: &SmsSandbox) -> bool {
+pub fn settled(orders: &[Order], sms: &SmsSandbox, states: &HashMap<String, SendStatus>) -> bool {
     let receipts = receipts_sent(sms);
     orders.iter().all(|order| {
         // An unknown push without a CheckoutRequestID cannot be queried: it waits for the
@@ -66,8 +96,9 @@ pub fn settled(orders: &[Order], sms: &SmsSandbox) -> bool {
             AttemptState::Unknown => a.checkout_request_id.is_some(),
             AttemptState::Succeeded | AttemptState::Failed => false,
         });
-        let receipt_due =
-            order.status == OrderStatus::Paid && !receipts.contains_key(&order.number);
+        let receipt_due = order.status == OrderStatus::Paid
+            && !receipts.contains_key(&order.number)
+            && !receipt_parked(states, &order.number);
         !pending && !receipt_due
     })
 }
@@ -83,6 +114,7 @@ pub fn balance(
     mpesa: &MpesaSandbox,
     sms: &SmsSandbox,
     paybills: &[PaybillPaid],
+    states: &HashMap<String, SendStatus>,
 ) -> Books {
     let mut text = String::new();
     let mut ok = true;
@@ -342,12 +374,29 @@ pub fn balance(
     let twice = receipts.values().filter(|n| **n > 1).count();
     ok &= twice == 0;
     let _ = writeln!(text, "receipts sent twice: {twice}");
-    let without = orders
+    let missing: Vec<&Order> = orders
         .iter()
         .filter(|o| o.status == OrderStatus::Paid && !receipts.contains_key(&o.number))
-        .count();
-    ok &= without == 0;
-    let _ = writeln!(text, "paid orders ({paid}) without a receipt: {without}");
+        .collect();
+    let (parked, without): (Vec<&Order>, Vec<&Order>) = missing
+        .into_iter()
+        .partition(|o| receipt_parked(states, &o.number));
+    ok &= without.is_empty();
+    let _ = writeln!(
+        text,
+        "paid orders ({paid}) without a receipt: {}{}",
+        without.len(),
+        without.iter().map(|o| format!("\n  {}", o.number)).collect::<String>()
+    );
+    let _ = writeln!(
+        text,
+        "receipts a kill left uncertain mid-send and Duka will not resend (see `duka order`): {}{}",
+        parked.len(),
+        parked
+            .iter()
+            .map(|o| format!("\n  {} ({:?})", o.number, states.get(&o.number)))
+            .collect::<String>()
+    );
 
     let flagged: Vec<&Order> = orders
         .iter()
