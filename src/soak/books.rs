@@ -175,8 +175,10 @@ pub fn balance(
             orders.iter().any(|o| {
                 o.number == p.order
                     && o.payments.iter().any(|pay| {
-                        pay.source == crate::orders::PaymentSource::StkQuery
-                            && pay.receipt.as_deref() == Some(p.trans_id.as_str())
+                        // Counted once with an STK attempt: either order of arrival.
+                        pay.receipt.as_deref() == Some(p.trans_id.as_str())
+                            && (pay.source == crate::orders::PaymentSource::StkQuery
+                                || pay.attempt.is_some())
                     })
             })
         })
