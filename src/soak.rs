@@ -333,8 +333,9 @@ async fn chaos(
             }
         }
     }
-    log.push(format!(
+    log.push(
         "faults: Daraja STK push 503 x3 + 500-after-processing x1, nine times; SMS API 503 x5, ten times"
-    ));
+            .to_owned(),
+    );
     log.join("\n")
 }

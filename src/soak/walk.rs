@@ -96,7 +96,7 @@ pub async fn shopper(world: Arc<World>, index: u64) -> Walked {
         phone,
         shopper: &shopper,
     };
-    match walk.to_order().await {
+    match walk.walk_to_order().await {
         Ok(order) => walked.order = Some(order),
         Err(why) => walked.abandoned = Some(why),
     }
@@ -130,7 +130,7 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    async fn to_order(&mut self) -> Result<String, String> {
+    async fn walk_to_order(&mut self) -> Result<String, String> {
         let expected = &self.world.expected;
         let (shopper, item) = (self.shopper, &self.shopper.item);
         let session = format!("{}_soak", shopper.session_id);
