@@ -388,7 +388,10 @@ pub fn balance(
         text,
         "paid orders ({paid}) without a receipt: {}{}",
         without.len(),
-        without.iter().map(|o| format!("\n  {}", o.number)).collect::<String>()
+        without
+            .iter()
+            .map(|o| format!("\n  {}", o.number))
+            .collect::<String>()
     );
     let _ = writeln!(
         text,
