@@ -84,6 +84,12 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
 
+    if args.shoppers > 1_500 {
+        println!(
+            "soak: WARNING: the sandboxes keep only their last {} records (sandbox::MAX_RECORDS), so the books of more than about 1,500 shoppers are not reliable",
+            crate::sandbox::MAX_RECORDS
+        );
+    }
     let mpesa = Arc::new(
         MpesaSandbox::start(SandboxConfig {
             callback_delay: Duration::from_millis(800),
