@@ -56,6 +56,7 @@ pub mod limits;
 pub mod metrics;
 pub mod operator;
 pub mod serve;
+pub mod soak;
 pub mod startup;
 pub mod telemetry;
 pub mod testing;

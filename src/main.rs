@@ -64,6 +64,8 @@ enum Command {
     Dial(duka::dial::DialArgs),
     /// A load generator: simulated shoppers walk the whole flow against a server.
     Bench(duka::bench::BenchArgs),
+    /// A chaos soak: shoppers through the gateways while Duka and Redis are killed; prints the books.
+    Soak(duka::soak::SoakArgs),
     /// Show one order: lines, total, state, payment attempts and callbacks, payments, receipt SMS.
     Order {
         /// The order number (the paybill account number).
@@ -185,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => duka::fixtures::run(args).await,
         Command::Dial(args) => duka::dial::run(args).await,
         Command::Bench(args) => duka::bench::run(args).await,
+        Command::Soak(args) => duka::soak::run(args).await,
         Command::Order {
             number,
             json,

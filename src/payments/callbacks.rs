@@ -217,7 +217,11 @@ async fn stk_callback(
     );
     span.record("mpesa.result_code", callback.result_code);
 
-    let entry = match find_push(&app, &callback.checkout_request_id).await {
+    let found = match find_push(&app, &callback.checkout_request_id).await {
+        Ok(None) => orphan_push(&app, &callback).await,
+        found => found,
+    };
+    let entry = match found {
         Ok(Some(entry)) => entry,
         Ok(None) => {
             app.metrics.inc(
@@ -288,6 +292,49 @@ async fn stk_callback(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// The attempt a successful callback with an unknown `CheckoutRequestID` can only belong to:
+/// Daraja processed a push but Duka never read its answer (a 5xx after processing, or Duka
+/// killed mid-push), so the attempt has no id (unknown, or failed when the retried job found the
+/// order already paid). The payer's pending-push lock still names that attempt; it is taken only
+/// if that attempt has no id and has not succeeded. Without this the
+/// shopper's money moved and the order stayed unpaid (found by `duka soak`).
+async fn orphan_push(
+    app: &AppState,
+    callback: &StkCallback,
+) -> Result<Option<StkIndexEntry>, crate::store::StoreError> {
+    let Some(payer) = callback
+        .metadata
+        .as_ref()
+        .and_then(|m| m.phone_number.as_ref())
+    else {
+        return Ok(None);
+    };
+    let owner = app
+        .shop
+        .store
+        .get_one(&app.shop.keys.stk_lock(payer))
+        .await?;
+    let Some((order, attempt)) = owner
+        .as_deref()
+        .and_then(|o| std::str::from_utf8(o).ok())
+        .and_then(|o| o.rsplit_once(':'))
+        .and_then(|(order, n)| Some((order.to_owned(), n.parse::<u32>().ok()?)))
+    else {
+        return Ok(None);
+    };
+    let stored = load_order(&app.shop, &order).await?;
+    let orphan = stored
+        .as_ref()
+        .and_then(|o| o.attempt(attempt))
+        .is_some_and(|a| {
+            a.state != crate::orders::AttemptState::Succeeded && a.checkout_request_id.is_none()
+        });
+    if orphan {
+        tracing::warn!(order.number = %order, "STK callback for a push whose answer Duka never read; settling its attempt");
+    }
+    Ok(orphan.then_some(StkIndexEntry { order, attempt }))
 }
 
 /// How long a callback waits for its push to be indexed. The push job writes the index right

@@ -52,6 +52,8 @@ pub struct PaymentJobs {
 enum Gate {
     /// Ours: push.
     Go,
+    /// This attempt already held it: an earlier run of the job got as far as the push.
+    AlreadyOurs,
     /// Another push is pending on the phone.
     Busy,
     /// The phone had too many pushes; room again at this time.
@@ -112,6 +114,27 @@ impl PaymentJobs {
             Ok(Gate::Go) => {}
             Ok(Gate::Limited(until_ms)) => {
                 return self.record(shop, number, limited(Some(until_ms))).await;
+            }
+            Ok(Gate::AlreadyOurs) => {
+                // An earlier run of this job took the lock and never recorded what Daraja
+                // answered (the process died mid-push, or its lease ran out): the push may have
+                // reached the phone, so it is not sent again (`duka soak` found the double
+                // charge this used to make after a `kill -9`).
+                tracing::warn!(
+                    order.number = number,
+                    "an earlier try of this STK push was cut off; it may have reached the phone, not pushing again"
+                );
+                return self
+                    .record(
+                        shop,
+                        number,
+                        Event::PushFailed {
+                            attempt,
+                            error: "an earlier try of this push was cut off before Daraja's answer was recorded".into(),
+                            ambiguous: true,
+                        },
+                    )
+                    .await;
             }
             Ok(Gate::Busy) if waited < PUSH_PATIENCE_MS => {
                 tracing::info!(
@@ -447,9 +470,8 @@ impl PaymentJobs {
         }
     }
 
-    /// Takes the phone's pending-push lock for `owner` (or finds it already ours).
-    /// Takes the phone's pending-push lock and counts the push against the phone's limits, in
-    /// one guarded commit (see [`super::push_limit`]).
+    /// Takes the phone's pending-push lock (or finds it already ours) and counts the push
+    /// against the phone's limits, in one guarded commit (see [`super::push_limit`]).
     async fn take_lock(
         &self,
         shop: &Shop,
@@ -463,7 +485,7 @@ impl PaymentJobs {
             let held = values.first().cloned().flatten();
             let history_raw = values.get(1).cloned().flatten();
             match held.as_deref() {
-                Some(held) if held == owner.as_bytes() => return Ok(Gate::Go),
+                Some(held) if held == owner.as_bytes() => return Ok(Gate::AlreadyOurs),
                 Some(_) => return Ok(Gate::Busy),
                 None => {}
             }

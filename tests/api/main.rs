@@ -16,5 +16,6 @@ mod refunds;
 mod robustness;
 mod round_trips;
 mod sms;
+mod soak;
 mod till;
 mod ussd_menus;

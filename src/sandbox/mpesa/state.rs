@@ -189,7 +189,7 @@ impl Inner {
 }
 
 impl State {
-    /// The recorded push with this id (recent pushes only: see [`crate::sandbox::MAX_RECORDS`]).
+    /// The recorded push with this id (recent pushes only: see [`crate::sandbox::record_limit`]).
     pub fn push_mut(&mut self, checkout_request_id: &str) -> Option<&mut RecordedPush> {
         self.pushes
             .iter_mut()
@@ -201,7 +201,7 @@ impl State {
     /// record limit.
     pub fn record_push(&mut self, push: RecordedPush) {
         crate::sandbox::record(&mut self.pushes, push);
-        if self.transactions.len() > 2 * crate::sandbox::MAX_RECORDS {
+        if self.transactions.len() > 2 * crate::sandbox::record_limit() {
             let kept: std::collections::HashSet<&str> = self
                 .pushes
                 .iter()
