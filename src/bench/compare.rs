@@ -136,6 +136,9 @@ fn run_one(exe: &Path, server: Server, args: &BenchArgs) -> anyhow::Result<Measu
             command
                 .arg("serve")
                 .env("REDIS_URL", redis.url())
+                // A throwaway Redis without an AOF, as the baseline's: the comparison is of
+                // the hop, so persistence is off on both sides.
+                .env("DUKA_ALLOW_NO_PERSISTENCE", "1")
                 .env("DUKA_LISTEN", &addr)
                 .env("DUKA_MENUS", &args.menus)
                 .env("RUST_LOG", "warn");
