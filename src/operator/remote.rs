@@ -37,47 +37,12 @@ pub async fn request_refund(
     number: &str,
     amount: Option<crate::money::Kes>,
 ) -> Result<super::ReportRefund, RemoteError> {
-    let base = base_url.trim().trim_end_matches('/');
-    let mut url =
-        reqwest::Url::parse(&format!("{base}/")).map_err(|_| RemoteError::BadUrl(base.into()))?;
-    url.path_segments_mut()
-        .map_err(|()| RemoteError::BadUrl(base.into()))?
-        .pop_if_empty()
-        .extend(["operator", "orders", number, "refunds"]);
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|source| RemoteError::Unreachable {
-            url: base.into(),
-            source,
-        })?;
-    let response = client
-        .post(url)
-        .bearer_auth(token.expose_secret())
-        .json(&super::endpoint::RefundBody { amount })
-        .send()
-        .await
-        .map_err(|source| RemoteError::Unreachable {
-            url: base.into(),
-            source,
-        })?;
-    let status = response.status().as_u16();
-    if status == 201 {
+    let body = super::endpoint::RefundBody { amount };
+    let (base, response) = send(base_url, token, &[number, "refunds"], Some(&body)).await?;
+    if response.status().as_u16() == 201 {
         return response.json().await.map_err(RemoteError::Unreadable);
     }
-    let body: Option<serde_json::Value> = response.json().await.ok();
-    let message = body
-        .as_ref()
-        .and_then(|b| b["error"].as_str())
-        .map(str::to_owned);
-    match (status, message) {
-        (404, None) => Err(RemoteError::NoEndpoint { url: base.into() }),
-        (401, _) => Err(RemoteError::Refused { status }),
-        (status, message) => Err(RemoteError::Failed {
-            status,
-            message: message.unwrap_or_default(),
-        }),
-    }
+    Err(refusal(&base, response).await)
 }
 
 /// Fetches one order's report from the server at `base_url`. `Ok(None)` when there is no such
@@ -90,52 +55,72 @@ pub async fn fetch_report(
     token: &SecretString,
     number: &str,
 ) -> Result<Option<OrderReport>, RemoteError> {
-    let base = base_url.trim().trim_end_matches('/');
+    let (base, response) = send::<()>(base_url, token, &[number], None).await?;
+    if response.status().as_u16() == 200 {
+        return response
+            .json()
+            .await
+            .map(Some)
+            .map_err(RemoteError::Unreadable);
+    }
+    match refusal(&base, response).await {
+        // The endpoint's own 404 names the order (a bare one is `NoEndpoint`).
+        RemoteError::Failed { status: 404, .. } => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// Sends one request to `base_url/operator/orders/<segments…>` with the operator token: a POST
+/// of `body` as JSON, or a GET without one. Returns the base URL (for errors) and the response.
+async fn send<B: serde::Serialize>(
+    base_url: &str,
+    token: &SecretString,
+    segments: &[&str],
+    body: Option<&B>,
+) -> Result<(String, reqwest::Response), RemoteError> {
+    let base = base_url.trim().trim_end_matches('/').to_owned();
     let mut url =
-        reqwest::Url::parse(&format!("{base}/")).map_err(|_| RemoteError::BadUrl(base.into()))?;
+        reqwest::Url::parse(&format!("{base}/")).map_err(|_| RemoteError::BadUrl(base.clone()))?;
     url.path_segments_mut()
-        .map_err(|()| RemoteError::BadUrl(base.into()))?
+        .map_err(|()| RemoteError::BadUrl(base.clone()))?
         .pop_if_empty()
-        .extend(["operator", "orders", number]);
+        .extend(["operator", "orders"])
+        .extend(segments);
+    let unreachable = |source| RemoteError::Unreachable {
+        url: base.clone(),
+        source,
+    };
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
-        .map_err(|source| RemoteError::Unreachable {
-            url: base.into(),
-            source,
-        })?;
-    let response = client
-        .get(url)
+        .map_err(unreachable)?;
+    let request = match body {
+        Some(body) => client.post(url).json(body),
+        None => client.get(url),
+    };
+    let response = request
         .bearer_auth(token.expose_secret())
         .send()
         .await
-        .map_err(|source| RemoteError::Unreachable {
-            url: base.into(),
-            source,
-        })?;
+        .map_err(unreachable)?;
+    Ok((base, response))
+}
+
+/// What a response other than success means: no endpoint (a bare 404), a refused token, or the
+/// endpoint's own error message.
+async fn refusal(base: &str, response: reqwest::Response) -> RemoteError {
     let status = response.status().as_u16();
-    let body: Option<serde_json::Value> = match status {
-        200 => {
-            return response
-                .json()
-                .await
-                .map(Some)
-                .map_err(RemoteError::Unreadable)
-        }
-        _ => response.json().await.ok(),
-    };
+    let body: Option<serde_json::Value> = response.json().await.ok();
     let message = body
         .as_ref()
         .and_then(|b| b["error"].as_str())
         .map(str::to_owned);
     match (status, message) {
-        // The endpoint's own 404 names the order; a bare one means no such route.
-        (404, Some(_)) => Ok(None),
-        (404, None) => Err(RemoteError::NoEndpoint { url: base.into() }),
-        (401, _) => Err(RemoteError::Refused { status }),
-        (status, message) => Err(RemoteError::Failed {
+        (404, None) => RemoteError::NoEndpoint { url: base.into() },
+        (401, _) => RemoteError::Refused { status },
+        (status, message) => RemoteError::Failed {
             status,
             message: message.unwrap_or_default(),
-        }),
+        },
     }
 }

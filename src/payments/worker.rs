@@ -81,14 +81,12 @@ impl PaymentJobs {
         let waited = now - current.requested_at_ms;
         if !order.status.is_payable() {
             return self
-                .record(
+                .push_failed(
                     shop,
                     number,
-                    Event::PushFailed {
-                        attempt,
-                        error: "the order is no longer payable".into(),
-                        ambiguous: false,
-                    },
+                    attempt,
+                    "the order is no longer payable",
+                    false,
                 )
                 .await;
         }
@@ -124,17 +122,7 @@ impl PaymentJobs {
                     order.number = number,
                     "an earlier try of this STK push was cut off; it may have reached the phone, not pushing again"
                 );
-                return self
-                    .record(
-                        shop,
-                        number,
-                        Event::PushFailed {
-                            attempt,
-                            error: "an earlier try of this push was cut off before Daraja's answer was recorded".into(),
-                            ambiguous: true,
-                        },
-                    )
-                    .await;
+                return self.push_failed(shop, number, attempt, "an earlier try of this push was cut off before Daraja's answer was recorded", true).await;
             }
             Ok(Gate::Busy) if waited < PUSH_PATIENCE_MS => {
                 tracing::info!(
@@ -145,14 +133,12 @@ impl PaymentJobs {
             }
             Ok(Gate::Busy) => {
                 return self
-                    .record(
+                    .push_failed(
                         shop,
                         number,
-                        Event::PushFailed {
-                            attempt,
-                            error: "another payment prompt stayed pending on this phone".into(),
-                            ambiguous: false,
-                        },
+                        attempt,
+                        "another payment prompt stayed pending on this phone",
+                        false,
                     )
                     .await;
             }
@@ -212,16 +198,8 @@ impl PaymentJobs {
             Err(e) if e.is_ambiguous() => {
                 metrics.inc("duka_stk_push_total", &[("outcome", "ambiguous")]);
                 tracing::warn!(order.number = number, error.message = %e, "STK push may have reached the phone; not pushing again");
-                self.record(
-                    shop,
-                    number,
-                    Event::PushFailed {
-                        attempt,
-                        error: e.to_string(),
-                        ambiguous: true,
-                    },
-                )
-                .await
+                self.push_failed(shop, number, attempt, e.to_string(), true)
+                    .await
             }
             Err(e) => {
                 let in_progress = matches!(
@@ -243,16 +221,8 @@ impl PaymentJobs {
                     tracing::warn!(order.number = number, error.message = %e, "STK push refused");
                 }
                 self.release_lock(shop, &payer).await;
-                self.record(
-                    shop,
-                    number,
-                    Event::PushFailed {
-                        attempt,
-                        error: e.to_string(),
-                        ambiguous: false,
-                    },
-                )
-                .await
+                self.push_failed(shop, number, attempt, e.to_string(), false)
+                    .await
             }
         }
     }
@@ -458,6 +428,23 @@ impl PaymentJobs {
                 JobOutcome::RetryAt(shop.clock.now_ms() + 10_000)
             }
         }
+    }
+
+    /// Records that `attempt`'s push failed (`ambiguous`: it may have reached the phone).
+    async fn push_failed(
+        &self,
+        shop: &Shop,
+        number: &str,
+        attempt: u32,
+        error: impl Into<String>,
+        ambiguous: bool,
+    ) -> JobOutcome {
+        let event = Event::PushFailed {
+            attempt,
+            error: error.into(),
+            ambiguous,
+        };
+        self.record(shop, number, event).await
     }
 
     async fn record(&self, shop: &Shop, number: &str, event: Event) -> JobOutcome {
