@@ -46,6 +46,7 @@ impl JobHandler for Background {
                         .refund(shop, &self.metrics, order, receipt)
                         .await
                 }
+                Job::Find { receipt } => self.payments.find(shop, &self.metrics, receipt).await,
                 Job::Sms { message } => {
                     crate::sms::worker::deliver(
                         shop,

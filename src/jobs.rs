@@ -49,6 +49,8 @@ pub enum Job {
     Sms { message: String },
     /// Send the refund request for the payment `receipt` of an order to Daraja.
     Refund { order: String, receipt: String },
+    /// Ask Daraja about the payment with this receipt (`duka mpesa find`).
+    Find { receipt: String },
 }
 
 impl Job {
@@ -61,6 +63,7 @@ impl Job {
             | Job::Expire { order }
             | Job::Refund { order, .. } => shard_of(order),
             Job::Sms { message } => shard_of(message_owner(message)),
+            Job::Find { receipt } => shard_of(receipt),
         }
     }
 
@@ -72,6 +75,7 @@ impl Job {
             Job::Expire { order } => format!("expire:{order}"),
             Job::Sms { message } => format!("sms:{message}"),
             Job::Refund { order, receipt } => format!("refund:{order}:{receipt}"),
+            Job::Find { receipt } => format!("find:{receipt}"),
         }
     }
 
@@ -99,6 +103,7 @@ impl Job {
                 order: first,
                 receipt: receipt.to_owned(),
             },
+            ("find", None) => Job::Find { receipt: first },
             _ => return None,
         })
     }
@@ -266,6 +271,13 @@ mod tests {
             },
             Job::Sms {
                 message: "D7K2Q9.r".into(),
+            },
+            Job::Refund {
+                order: "D7K2Q9".into(),
+                receipt: "SGL7M2XK4P".into(),
+            },
+            Job::Find {
+                receipt: "SGL7M2XK4P".into(),
             },
         ] {
             assert_eq!(Job::decode(&job.encode()), Some(job));

@@ -226,6 +226,18 @@ impl Keys {
             format_args!("pushes:{}", payer.digits()),
         )
     }
+
+    /// An operator's lookup of a payment by its receipt (`duka mpesa find`), in the receipt's
+    /// shard.
+    pub fn lookup(&self, receipt: &str) -> String {
+        self.sharded(shard_of(receipt), format_args!("find:{receipt}"))
+    }
+
+    /// The order a paybill payment named in its C2B validation, by receipt, in the receipt's
+    /// shard: what lets `duka mpesa find` place a payment whose confirmation was lost.
+    pub fn c2b_seen(&self, receipt: &str) -> String {
+        self.sharded(shard_of(receipt), format_args!("seen:{receipt}"))
+    }
 }
 
 #[cfg(test)]
@@ -307,4 +319,5 @@ mod tests {
         }
         assert_eq!(per_master, [23, 20, 21]);
     }
+
 }

@@ -116,6 +116,25 @@ enum Command {
 enum MpesaCommand {
     /// Register the paybill's C2B validation and confirmation URLs with Daraja.
     RegisterUrls,
+    /// Look a payment up by its M-Pesa receipt (Transaction Status API) and apply it to its
+    /// order if Duka missed its confirmation. Exits non-zero unless it ends on an order.
+    Find {
+        /// The receipt the shopper quotes from M-Pesa's SMS, like SGL7M2XK4P.
+        receipt: String,
+        /// The order the shopper paid for, when Duka cannot tell by itself (M-Pesa's answer
+        /// carries no account number).
+        #[arg(long)]
+        order: Option<String>,
+        /// How long to wait for M-Pesa's answer, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        /// Without REDIS_URL: the running demo to ask (default: http:// and DUKA_LISTEN).
+        #[arg(long)]
+        url: Option<String>,
+        /// Without REDIS_URL: the file the demo wrote its operator token to.
+        #[arg(long, env = "DUKA_OPERATOR_TOKEN_FILE", default_value = duka::operator::endpoint::DEFAULT_TOKEN_FILE)]
+        operator_token_file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -258,6 +277,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Mpesa {
+            command:
+                MpesaCommand::Find {
+                    receipt,
+                    order,
+                    wait,
+                    url,
+                    operator_token_file,
+                },
+        } => {
+            let settings = Settings::from_env()?;
+            let target = if settings.store == duka::config::StoreSettings::Embedded {
+                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let token = duka::operator::endpoint::read_token(&operator_token_file)
+                    .with_context(|| {
+                        format!(
+                            "without REDIS_URL, duka mpesa find asks the running demo at {url} with the token it wrote to {}",
+                            operator_token_file.display()
+                        )
+                    })?;
+                duka::operator::find::Target::Demo { url, token }
+            } else {
+                duka::operator::find::Target::Store(Box::new(
+                    duka::operator::shop_in_store(&settings).await?,
+                ))
+            };
+            let found = duka::operator::find::find_and_wait(
+                &target,
+                &receipt,
+                order.as_deref(),
+                std::time::Duration::from_secs(wait),
+            )
+            .await;
+            match found {
+                Ok(lookup) => {
+                    print!("{}", duka::payments::find::render(&lookup));
+                    Ok(if lookup.state == duka::payments::find::LookupState::Applied {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
                     Ok(ExitCode::FAILURE)
                 }
             }

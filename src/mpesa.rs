@@ -32,6 +32,7 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod refunds;
+pub mod status;
 pub mod urls;
 pub mod wire;
 

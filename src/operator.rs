@@ -10,6 +10,7 @@
 //! loopback behind a bearer token the demo writes to a file, and [`remote`] fetches it.
 
 pub mod endpoint;
+pub mod find;
 pub mod loopback;
 pub mod refund;
 pub mod remote;
@@ -21,6 +22,35 @@ use crate::orders::{AttemptState, Order, OrderFlag, PaymentSource};
 use crate::payments::settle::AuditEntry;
 use crate::sms::outbox::{MessageKind, OutboxMessage, SendStatus};
 use crate::store::{Store, StoreError};
+
+/// The shop of a production deployment (`REDIS_URL` set), for an operator command that writes
+/// to its Redis directly; the running servers' job workers carry out what it queues.
+///
+/// # Errors
+/// The store cannot be reached or the menus do not load.
+pub async fn shop_in_store(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<crate::shop::Shop> {
+    let store = crate::startup::connect_store(&settings.store).await?;
+    let catalog = crate::menu::Catalog::load(&settings.menus_dir)?;
+    Ok(crate::shop::Shop::new(
+        store,
+        Keys::new(settings.key_prefix.clone()),
+        std::sync::Arc::new(catalog),
+        crate::shop::ShopSettings {
+            paybill: String::new(),
+            order_ttl_ms: settings.order_ttl.as_millis() as i64,
+            query_after_ms: settings.mpesa_query_after.as_millis() as i64,
+            session_ttl_ms: settings.session_ttl.as_millis() as u64,
+            resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
+            session_cache: 0,
+            push_limits: settings.limits.clone(),
+            till: settings.mpesa_till.clone(),
+        },
+        crate::shop::Clock::system(),
+        None,
+    ))
+}
 
 /// The report, as printed with `--json`. Phone numbers in it are masked.
 #[derive(Clone, Debug, Serialize, Deserialize)]

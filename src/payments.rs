@@ -19,6 +19,7 @@
 //! - A failed attempt never closes the order: it stays payable by a new push or the paybill.
 
 pub mod callbacks;
+pub mod find;
 pub mod push_limit;
 pub mod refunds;
 pub mod settle;

@@ -157,7 +157,7 @@ impl RefundResult {
     }
 }
 
-fn lenient_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn lenient_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
     Ok(match value {
         serde_json::Value::Number(n) => n.as_i64().unwrap_or(-1),
@@ -166,16 +166,16 @@ fn lenient_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> 
     })
 }
 
-fn remarks(raw: &str) -> String {
+pub(crate) fn remarks(raw: &str) -> String {
     let trimmed: String = raw.trim().chars().take(100).collect();
     if trimmed.chars().count() < 2 {
-        "Refund".to_owned()
+        "Duka".to_owned()
     } else {
         trimmed
     }
 }
 
-fn credentials(client: &DarajaClient) -> Result<(String, String), MpesaError> {
+pub(crate) fn credentials(client: &DarajaClient) -> Result<(String, String), MpesaError> {
     let (name, credential) = client.initiator().ok_or_else(|| {
         MpesaError::Config(
             "refunds need MPESA_INITIATOR_NAME and MPESA_SECURITY_CREDENTIAL".to_owned(),
@@ -185,17 +185,16 @@ fn credentials(client: &DarajaClient) -> Result<(String, String), MpesaError> {
 }
 
 fn urls(request: &RefundRequest<'_>) -> Result<(String, String), MpesaError> {
-    for (field, url) in [
-        ("ResultURL", request.result_url),
-        ("QueueTimeOutURL", request.timeout_url),
-    ] {
+    result_urls(request.result_url, request.timeout_url)
+}
+
+/// Checks an asynchronous API's `ResultURL` and `QueueTimeOutURL` against Daraja's rules.
+pub(crate) fn result_urls(result: &str, timeout: &str) -> Result<(String, String), MpesaError> {
+    for (field, url) in [("ResultURL", result), ("QueueTimeOutURL", timeout)] {
         check_callback_url(url, false)
             .map_err(|e| MpesaError::InvalidRequest(format!("{field}: {e}")))?;
     }
-    Ok((
-        request.result_url.trim().to_owned(),
-        request.timeout_url.trim().to_owned(),
-    ))
+    Ok((result.trim().to_owned(), timeout.trim().to_owned()))
 }
 
 fn whole(amount: Kes) -> Result<u32, MpesaError> {
@@ -253,7 +252,7 @@ pub(crate) fn b2c_body(
 impl DarajaClient {
     /// The shortcode that paid (a reversal's `ReceiverParty`) and pays out (B2C `PartyA`): the
     /// till in till mode, else the paybill.
-    fn receiver_party(&self) -> Result<u64, MpesaError> {
+    pub(crate) fn receiver_party(&self) -> Result<u64, MpesaError> {
         let code = self.till().unwrap_or(self.shortcode());
         code.parse()
             .map_err(|_| MpesaError::Config(format!("shortcode {code:?} is not all digits")))
@@ -269,7 +268,7 @@ impl DarajaClient {
         request: &RefundRequest<'_>,
     ) -> Result<RefundAccepted, MpesaError> {
         let body = reversal_body(self, request)?;
-        self.refund_call(Endpoint::Reversal, &body).await
+        self.asynchronous_call(Endpoint::Reversal, &body).await
     }
 
     /// Pays `request.amount` to `request.to` as a refund of `request.receipt`.
@@ -279,10 +278,10 @@ impl DarajaClient {
     #[tracing::instrument(name = "mpesa.b2c", skip_all, fields(mpesa.receipt = %request.receipt))]
     pub async fn b2c(&self, request: &RefundRequest<'_>) -> Result<RefundAccepted, MpesaError> {
         let body = b2c_body(self, request)?;
-        self.refund_call(Endpoint::B2c, &body).await
+        self.asynchronous_call(Endpoint::B2c, &body).await
     }
 
-    async fn refund_call<B: Serialize>(
+    pub(crate) async fn asynchronous_call<B: Serialize>(
         &self,
         endpoint: Endpoint,
         body: &B,

@@ -23,6 +23,7 @@ pub enum Endpoint {
     C2bSimulate,
     Reversal,
     B2c,
+    TransactionStatus,
 }
 
 impl Endpoint {
@@ -36,6 +37,7 @@ impl Endpoint {
             Endpoint::C2bSimulate => "/mpesa/c2b/v1/simulate",
             Endpoint::Reversal => "/mpesa/reversal/v1/request",
             Endpoint::B2c => "/mpesa/b2c/v3/paymentrequest",
+            Endpoint::TransactionStatus => "/mpesa/transactionstatus/v1/query",
         }
     }
 }
@@ -50,6 +52,7 @@ impl fmt::Display for Endpoint {
             Endpoint::C2bSimulate => "C2B simulate",
             Endpoint::Reversal => "reversal",
             Endpoint::B2c => "B2C payment",
+            Endpoint::TransactionStatus => "transaction status",
         })
     }
 }

@@ -116,6 +116,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/operator/orders/{number}", get(order))
         .route("/operator/orders/{number}/refunds", post(refund))
+        .route("/operator/payments/{receipt}", get(lookup))
+        .route("/operator/payments/{receipt}/find", post(find))
         .layer(axum::middleware::from_fn(super::loopback::only))
 }
 
@@ -129,14 +131,8 @@ async fn order(
     UrlPath(number): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(access) = app.operator.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if !access.admits(&headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "send Authorization: Bearer <the token in the demo's operator token file>".to_owned(),
-        );
+    if let Err(refused) = admit(&app, &headers) {
+        return refused;
     }
     match super::order_report(app.shop.store.as_ref(), &app.shop.keys, &number).await {
         Ok(Some(report)) => Json(report).into_response(),
@@ -164,14 +160,8 @@ async fn refund(
     headers: HeaderMap,
     body: Option<Json<RefundBody>>,
 ) -> Response {
-    let Some(access) = app.operator.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if !access.admits(&headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "send Authorization: Bearer <the token in the demo's operator token file>".to_owned(),
-        );
+    if let Err(refused) = admit(&app, &headers) {
+        return refused;
     }
     let amount = body.and_then(|Json(b)| b.amount);
     match super::refund::approve(&app.shop, &number, amount).await {
@@ -184,6 +174,74 @@ async fn refund(
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// The body of `POST /operator/payments/{receipt}/find`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FindBody {
+    /// The order the shopper says they paid for, when Duka cannot tell by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+}
+
+/// `POST /operator/payments/{receipt}/find`: starts a lookup (`duka mpesa find` in the demo).
+/// 201 with the lookup, 404 for a named order that does not exist, 422 for a malformed receipt.
+async fn find(
+    State(app): State<AppState>,
+    UrlPath(receipt): UrlPath<String>,
+    headers: HeaderMap,
+    body: Option<Json<FindBody>>,
+) -> Response {
+    if let Err(refused) = admit(&app, &headers) {
+        return refused;
+    }
+    let order = body.and_then(|Json(b)| b.order);
+    match crate::payments::find::request(&app.shop, &receipt, order.as_deref()).await {
+        Ok(lookup) => (StatusCode::CREATED, Json(lookup)).into_response(),
+        Err(e @ crate::payments::find::FindError::NoOrder(_)) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ crate::payments::find::FindError::NotAReceipt(_)) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `GET /operator/payments/{receipt}`: where the lookup of a receipt is.
+async fn lookup(
+    State(app): State<AppState>,
+    UrlPath(receipt): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = admit(&app, &headers) {
+        return refused;
+    }
+    let Ok(receipt) = crate::payments::find::normalise_receipt(&receipt) else {
+        return error(StatusCode::NOT_FOUND, format!("no lookup of {receipt}"));
+    };
+    match crate::payments::find::load(&app.shop, &receipt).await {
+        Ok(Some(lookup)) => Json(lookup).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no lookup of {receipt}")),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store failed: {e}"),
+        ),
+    }
+}
+
+/// The operator endpoint is on and the request carries its token; else the response to give.
+fn admit(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(access) = app.operator.as_deref() else {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    };
+    if !access.admits(headers) {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <the token in the demo's operator token file>".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -71,25 +71,7 @@ pub async fn approve_in_store(
     number: &str,
     amount: Option<Kes>,
 ) -> anyhow::Result<ReportRefund> {
-    let store = crate::startup::connect_store(&settings.store).await?;
-    let catalog = crate::menu::Catalog::load(&settings.menus_dir)?;
-    let shop = Shop::new(
-        store,
-        crate::keys::Keys::new(settings.key_prefix.clone()),
-        std::sync::Arc::new(catalog),
-        crate::shop::ShopSettings {
-            paybill: String::new(),
-            order_ttl_ms: settings.order_ttl.as_millis() as i64,
-            query_after_ms: settings.mpesa_query_after.as_millis() as i64,
-            session_ttl_ms: settings.session_ttl.as_millis() as u64,
-            resend_window_ms: settings.ussd_resend_window.as_millis() as i64,
-            session_cache: 0,
-            push_limits: settings.limits.clone(),
-            till: settings.mpesa_till.clone(),
-        },
-        crate::shop::Clock::system(),
-        None,
-    );
+    let shop = super::shop_in_store(settings).await?;
     Ok(approve(&shop, number, amount).await?)
 }
 

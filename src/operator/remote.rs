@@ -38,7 +38,8 @@ pub async fn request_refund(
     amount: Option<crate::money::Kes>,
 ) -> Result<super::ReportRefund, RemoteError> {
     let body = super::endpoint::RefundBody { amount };
-    let (base, response) = send(base_url, token, &[number, "refunds"], Some(&body)).await?;
+    let (base, response) =
+        send(base_url, token, &["orders", number, "refunds"], Some(&body)).await?;
     if response.status().as_u16() == 201 {
         return response.json().await.map_err(RemoteError::Unreadable);
     }
@@ -55,7 +56,7 @@ pub async fn fetch_report(
     token: &SecretString,
     number: &str,
 ) -> Result<Option<OrderReport>, RemoteError> {
-    let (base, response) = send::<()>(base_url, token, &[number], None).await?;
+    let (base, response) = send::<()>(base_url, token, &["orders", number], None).await?;
     if response.status().as_u16() == 200 {
         return response
             .json()
@@ -70,7 +71,51 @@ pub async fn fetch_report(
     }
 }
 
-/// Sends one request to `base_url/operator/orders/<segments…>` with the operator token: a POST
+/// Asks the server at `base_url` to look the payment `receipt` up (`duka mpesa find`).
+///
+/// # Errors
+/// See [`RemoteError`]; a refused lookup is [`RemoteError::Failed`] with the reason.
+pub async fn request_find(
+    base_url: &str,
+    token: &SecretString,
+    receipt: &str,
+    order: Option<&str>,
+) -> Result<crate::payments::find::Lookup, RemoteError> {
+    let body = super::endpoint::FindBody {
+        order: order.map(str::to_owned),
+    };
+    let (base, response) =
+        send(base_url, token, &["payments", receipt, "find"], Some(&body)).await?;
+    if response.status().as_u16() == 201 {
+        return response.json().await.map_err(RemoteError::Unreadable);
+    }
+    Err(refusal(&base, response).await)
+}
+
+/// The lookup of `receipt` on the server at `base_url`; `Ok(None)` when there is none.
+///
+/// # Errors
+/// See [`RemoteError`].
+pub async fn fetch_lookup(
+    base_url: &str,
+    token: &SecretString,
+    receipt: &str,
+) -> Result<Option<crate::payments::find::Lookup>, RemoteError> {
+    let (base, response) = send::<()>(base_url, token, &["payments", receipt], None).await?;
+    if response.status().as_u16() == 200 {
+        return response
+            .json()
+            .await
+            .map(Some)
+            .map_err(RemoteError::Unreadable);
+    }
+    match refusal(&base, response).await {
+        RemoteError::Failed { status: 404, .. } => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// Sends one request to `base_url/operator/<segments…>` with the operator token: a POST
 /// of `body` as JSON, or a GET without one. Returns the base URL (for errors) and the response.
 async fn send<B: serde::Serialize>(
     base_url: &str,
@@ -84,7 +129,7 @@ async fn send<B: serde::Serialize>(
     url.path_segments_mut()
         .map_err(|()| RemoteError::BadUrl(base.clone()))?
         .pop_if_empty()
-        .extend(["operator", "orders"])
+        .push("operator")
         .extend(segments);
     let unreachable = |source| RemoteError::Unreachable {
         url: base.clone(),

@@ -43,6 +43,57 @@ pub fn router() -> Router<AppState> {
         .route("/payments/{secret}/reversal/timeout", post(refund_timeout))
         .route("/payments/{secret}/b2c/result", post(refund_result))
         .route("/payments/{secret}/b2c/timeout", post(refund_timeout))
+        .route("/payments/{secret}/status/result", post(status_result))
+        .route("/payments/{secret}/status/timeout", post(status_timeout))
+}
+
+/// `POST /payments/{secret}/status/result`: what M-Pesa knows of a receipt `duka mpesa find`
+/// asked about.
+#[tracing::instrument(name = "mpesa_status_result", skip_all)]
+async fn status_result(
+    _caller: SafaricomCaller,
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Response {
+    status_callback(&app, &body, false).await
+}
+
+/// `POST /payments/{secret}/status/timeout`: Daraja's queue gave up on a status query.
+#[tracing::instrument(name = "mpesa_status_timeout", skip_all)]
+async fn status_timeout(
+    _caller: SafaricomCaller,
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Response {
+    status_callback(&app, &body, true).await
+}
+
+async fn status_callback(app: &AppState, body: &Bytes, timeout: bool) -> Response {
+    let kind = if timeout {
+        "status_timeout"
+    } else {
+        "transaction_status"
+    };
+    match super::find::on_result(&app.shop, body, timeout, audit(app, kind, body)).await {
+        Ok((handled, paid)) => {
+            let label = match handled {
+                super::find::Handled::Recorded(label) | super::find::Handled::Ignored(label) => {
+                    label
+                }
+            };
+            app.metrics
+                .inc("duka_mpesa_status_results_total", &[("outcome", label)]);
+            if let Some(number) = paid {
+                tracing::info!("order {number} paid by a payment found by its receipt");
+                crate::durability::after_paid(app, &number).await;
+            }
+            Json(StkCallbackAck).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error.message = %e, "could not record a transaction status result");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// `POST /payments/{secret}/{reversal,b2c}/result`: how a refund ended.
@@ -375,7 +426,8 @@ fn outcome_label(outcome: &super::Outcome) -> &'static str {
 
 /// `POST /payments/{secret}/c2b/validate`: may this paybill payment go through?
 ///
-/// One store read. Accepts a payable order of exactly its amount; rejects an unknown, paid,
+/// One store read, and one write when it accepts (which order the receipt is for: what lets
+/// `duka mpesa find` place the payment should its confirmation be lost). Accepts a payable order of exactly its amount; rejects an unknown, paid,
 /// expired account with `C2B00012` and a wrong amount with `C2B00013`. When the store is down it
 /// accepts, as Daraja's `ResponseType: Completed` would: a payment is never blocked by our outage,
 /// and the confirmation sorts it out.
@@ -413,7 +465,10 @@ async fn c2b_validate(
         Ok(Some(order)) if request.trans_amount != amount_due(&order) => {
             C2bValidationReply::reject(C2bRejectCode::InvalidAmount)
         }
-        Ok(Some(_)) => C2bValidationReply::accept(),
+        Ok(Some(_)) => {
+            remember_account(&app, &request.trans_id, &number).await;
+            C2bValidationReply::accept()
+        }
     };
     let label = match &reply {
         C2bValidationReply::Accept { .. } => "accepted",
@@ -422,6 +477,23 @@ async fn c2b_validate(
     app.metrics
         .inc("duka_mpesa_c2b_validations_total", &[("outcome", label)]);
     Json(reply).into_response()
+}
+
+/// Notes that the paybill payment `trans_id` named order `number` (best effort: a lost note
+/// only means the operator names the order to `duka mpesa find`).
+async fn remember_account(app: &AppState, trans_id: &str, number: &str) {
+    if !crate::mpesa::status::is_receipt(trans_id) {
+        return;
+    }
+    let mut batch = crate::store::Batch::new();
+    batch.set(
+        app.shop.keys.c2b_seen(trans_id),
+        number.as_bytes().to_vec(),
+        Some(crate::keys::ORDER_RETENTION_MS),
+    );
+    if let Err(e) = app.shop.store.commit(&batch).await {
+        tracing::warn!(error.message = %e, "could not note the account of a validated paybill payment");
+    }
 }
 
 /// `POST /payments/{secret}/c2b/confirm`: money arrived on the paybill.

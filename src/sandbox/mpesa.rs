@@ -47,6 +47,7 @@ mod deliver;
 mod ids;
 pub mod refunds;
 mod state;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
@@ -111,6 +112,8 @@ pub struct SandboxConfig {
     pub security_credential: SecretString,
     /// How refund requests that pass the checks end.
     pub refund_outcome: refunds::RefundOutcome,
+    /// How transaction status queries that pass the checks end.
+    pub status_outcome: status::StatusOutcome,
 }
 
 impl Default for SandboxConfig {
@@ -139,6 +142,7 @@ impl Default for SandboxConfig {
             initiator_name: "duka-sandbox-initiator".into(),
             security_credential: SecretString::from("duka-sandbox-security-credential"),
             refund_outcome: refunds::RefundOutcome::Done,
+            status_outcome: status::StatusOutcome::Answered,
         }
     }
 }
@@ -294,7 +298,8 @@ pub struct PayBill {
     pub phone: String,
     pub first_name: String,
     pub msisdn_style: MsisdnStyle,
-    /// How many times the confirmation is sent (at-least-once delivery).
+    /// How many times the confirmation is sent (at-least-once delivery); 0: it is lost (the
+    /// money moves, Duka never hears).
     pub confirmations: u32,
 }
 
@@ -378,6 +383,8 @@ pub enum CallbackKind {
     Reversal,
     /// A B2C result or timeout.
     B2c,
+    /// A transaction status result or timeout.
+    Status,
 }
 
 /// One call the sandbox made to Duka.

@@ -7,6 +7,7 @@ mod console;
 mod demo;
 mod dial;
 mod durability;
+mod find;
 mod fixtures;
 mod gateways;
 mod helpers;

@@ -9,6 +9,7 @@
 //! | `POST /mpesa/c2b/v1/simulate` | a paybill payment, as Safaricom's sandbox offers |
 //! | `POST /mpesa/reversal/v1/request` | reversal of a payment ([`super::refunds`]) |
 //! | `POST /mpesa/b2c/v3/paymentrequest` | B2C payment ([`super::refunds`]) |
+//! | `POST /mpesa/transactionstatus/v1/query` | what M-Pesa knows of a receipt ([`super::status`]) |
 //! | `GET /sandbox/prompts[?phone=2547…]` | open interactive prompts (not Daraja) |
 //! | `POST /sandbox/prompts/{CheckoutRequestID}` | `{"pin":"1234"}` or `{"cancel":true}` (not Daraja) |
 //!
@@ -46,6 +47,10 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route(Endpoint::C2bSimulate.path(), post(simulate))
         .route(Endpoint::Reversal.path(), post(super::refunds::reversal))
         .route(Endpoint::B2c.path(), post(super::refunds::b2c))
+        .route(
+            Endpoint::TransactionStatus.path(),
+            post(super::status::transaction_status),
+        )
         .route("/sandbox/prompts", get(list_prompts))
         .route(
             "/sandbox/prompts/{checkout_request_id}",

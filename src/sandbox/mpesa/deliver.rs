@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
 
 use super::ids::{fake_msisdn_hash, masked_msisdn};
-use super::state::Inner;
+use super::state::{Inner, Ledgered};
 use super::{
     AmountFormat, CallbackKind, Delivery, HttpReply, MsisdnStyle, PayBill, PayBillOutcome,
     PayBillResult, PhoneAnswer, RecordedCallback, RecordedPush, SandboxError,
@@ -124,9 +124,11 @@ fn finish_push(
         .map(|t| Arc::clone(&t.result_queried))?;
     let now = state.config.clock.now();
     let receipt = (result_code == 0).then(|| state.ids.receipt(now));
-    if let Some(receipt) = &receipt {
-        state.receipts.insert(receipt.clone());
-    }
+    let reason_type = if state.config.till.is_some() {
+        "Buy Goods Online"
+    } else {
+        "Pay Bill Online"
+    };
     let two_decimals = match state.config.amount_format {
         AmountFormat::Integer => false,
         AmountFormat::TwoDecimals => true,
@@ -135,12 +137,26 @@ fn finish_push(
     let push = state.push_mut(checkout_request_id)?;
     push.result_code = Some(result_code);
     push.receipt.clone_from(&receipt);
+    let ledgered = receipt.clone().map(|receipt| {
+        (
+            receipt,
+            Ledgered {
+                amount: Decimal::from(push.amount),
+                reason_type,
+                phone: push.phone.digits().to_owned(),
+                at: now,
+            },
+        )
+    });
     let body = stk_callback_body(push, result_code, receipt.as_deref(), now, two_decimals);
     let url = push.callback_url.clone();
     let delivery = push.outcome.delivery.clone();
     let phone = push.phone.digits().to_owned();
     if state.busy_phones.get(&phone).map(String::as_str) == Some(checkout_request_id) {
         state.busy_phones.remove(&phone);
+    }
+    if let Some((receipt, ledgered)) = ledgered {
+        state.ledger.insert(receipt, ledgered);
     }
     drop(state);
     inner.changed();
@@ -287,7 +303,6 @@ pub(crate) async fn pay_bill(
         let registration = state.c2b.clone().ok_or(SandboxError::NoC2bUrls)?;
         let now = state.config.clock.now();
         let trans_id = state.ids.receipt(now);
-        state.receipts.insert(trans_id.clone());
         (
             registration,
             // A till's payments name the till and carry no account (`BillRefNumber` "").
@@ -364,12 +379,25 @@ pub(crate) async fn pay_bill(
     let balance = {
         let mut state = inner.lock();
         state.org_balance += amount;
+        let ledgered = Ledgered {
+            amount,
+            reason_type: if transaction_type == "Buy Goods" {
+                "Buy Goods"
+            } else {
+                "Pay Bill"
+            },
+            phone: payment.phone.clone(),
+            at: now,
+        };
+        state.ledger.insert(trans_id.clone(), ledgered);
         state.org_balance
     };
     body["OrgAccountBalance"] = Value::from(format!("{balance:.2}"));
     body["TransTime"] = Value::from(eat_timestamp(inner.now()));
     let body = body.to_string();
-    for _ in 0..payment.confirmations.max(1) {
+    // No confirmation at all (`confirmations: 0`) is the one lost while Duka was down: the
+    // money moved, Duka never heard (`duka mpesa find` is how it learns).
+    for _ in 0..payment.confirmations {
         // No check on the confirmation's answer is known; it is only recorded.
         let _ = post_to_duka(
             inner,

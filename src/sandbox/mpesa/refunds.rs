@@ -149,7 +149,7 @@ fn take(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value, endpoint: En
     let initiator_ok = text(body, initiator_field) == Some(state.config.initiator_name.as_str())
         && text(body, "SecurityCredential")
             == Some(state.config.security_credential.expose_secret());
-    let known_receipt = !reversal || state.receipts.contains(&receipt);
+    let known_receipt = !reversal || state.ledger.contains_key(&receipt);
     let result_code = if !initiator_ok {
         Some(2001)
     } else if !known_receipt {

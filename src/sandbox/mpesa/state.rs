@@ -46,12 +46,24 @@ pub(crate) struct State {
     pub c2b: Option<C2bRegistration>,
     /// The paybill's balance, reported in confirmations' `OrgAccountBalance`.
     pub org_balance: Decimal,
-    /// Every receipt this sandbox issued (what may be reversed).
-    pub receipts: std::collections::HashSet<String>,
+    /// Every payment that moved money, by receipt: what may be reversed, and what the
+    /// transaction status API knows.
+    pub ledger: HashMap<String, Ledgered>,
     pub refunds: Vec<super::refunds::RecordedRefund>,
     pub ids: Ids,
     pub requests: Vec<RecordedRequest>,
     pub callbacks: Vec<RecordedCallback>,
+}
+
+/// A payment M-Pesa completed.
+#[derive(Clone, Debug)]
+pub(crate) struct Ledgered {
+    pub amount: Decimal,
+    /// `ReasonType`: `Pay Bill Online`, `Buy Goods Online` (STK), `Pay Bill`, `Buy Goods`.
+    pub reason_type: &'static str,
+    /// The payer's 12 digits.
+    pub phone: String,
+    pub at: DateTime<Utc>,
 }
 
 pub(crate) struct Transaction {
@@ -90,7 +102,7 @@ impl Inner {
                 open_prompts: HashMap::new(),
                 c2b: None,
                 org_balance: Decimal::new(12_800_000, 2),
-                receipts: std::collections::HashSet::new(),
+                ledger: HashMap::new(),
                 refunds: Vec::new(),
                 ids: Ids::new(seed),
                 requests: Vec::new(),
