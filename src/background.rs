@@ -47,6 +47,9 @@ impl JobHandler for Background {
                         .await
                 }
                 Job::Find { receipt } => self.payments.find(shop, &self.metrics, receipt).await,
+                Job::CheckFold { order, receipt } => {
+                    crate::payments::find::check_fold(shop, order, receipt).await
+                }
                 Job::Sms { message } => {
                     crate::sms::worker::deliver(
                         shop,

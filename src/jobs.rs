@@ -51,6 +51,9 @@ pub enum Job {
     Refund { order: String, receipt: String },
     /// Ask Daraja about the payment with this receipt (`duka mpesa find`).
     Find { receipt: String },
+    /// Ask Daraja whether the paybill payment `receipt`, counted as the echo of an STK payment
+    /// of order `order`, was one (see [`crate::payments::Outcome::folded`]).
+    CheckFold { order: String, receipt: String },
 }
 
 impl Job {
@@ -61,7 +64,8 @@ impl Job {
             | Job::PayAgain { order, .. }
             | Job::Query { order, .. }
             | Job::Expire { order }
-            | Job::Refund { order, .. } => shard_of(order),
+            | Job::Refund { order, .. }
+            | Job::CheckFold { order, .. } => shard_of(order),
             Job::Sms { message } => shard_of(message_owner(message)),
             Job::Find { receipt } => shard_of(receipt),
         }
@@ -76,6 +80,7 @@ impl Job {
             Job::Sms { message } => format!("sms:{message}"),
             Job::Refund { order, receipt } => format!("refund:{order}:{receipt}"),
             Job::Find { receipt } => format!("find:{receipt}"),
+            Job::CheckFold { order, receipt } => format!("fold:{order}:{receipt}"),
         }
     }
 
@@ -104,6 +109,10 @@ impl Job {
                 receipt: receipt.to_owned(),
             },
             ("find", None) => Job::Find { receipt: first },
+            ("fold", Some(receipt)) => Job::CheckFold {
+                order: first,
+                receipt: receipt.to_owned(),
+            },
             _ => return None,
         })
     }
@@ -277,6 +286,10 @@ mod tests {
                 receipt: "SGL7M2XK4P".into(),
             },
             Job::Find {
+                receipt: "SGL7M2XK4P".into(),
+            },
+            Job::CheckFold {
+                order: "D7K2Q9".into(),
                 receipt: "SGL7M2XK4P".into(),
             },
         ] {

@@ -319,5 +319,4 @@ mod tests {
         }
         assert_eq!(per_master, [23, 20, 21]);
     }
-
 }

@@ -317,11 +317,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match found {
                 Ok(lookup) => {
                     print!("{}", duka::payments::find::render(&lookup));
-                    Ok(if lookup.state == duka::payments::find::LookupState::Applied {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    })
+                    Ok(
+                        if lookup.state == duka::payments::find::LookupState::Applied {
+                            ExitCode::SUCCESS
+                        } else {
+                            ExitCode::FAILURE
+                        },
+                    )
                 }
                 Err(e) => {
                     eprintln!("{e:#}");

@@ -50,6 +50,14 @@ pub enum Event {
     },
     /// A paybill confirmation for this order.
     Paybill { trans_id: String, amount: Kes },
+    /// What M-Pesa's transaction status says of a paybill payment `trans_id` that was counted
+    /// as the C2B echo of a receipt-less STK payment ([`Outcome::folded`]): `by_stk`, it was
+    /// (one payment); otherwise the shopper typed a second payment, which is counted apart.
+    FoldChecked {
+        trans_id: String,
+        amount: Kes,
+        by_stk: bool,
+    },
     /// The order's payable time is over.
     Expire,
     /// Daraja accepted the push of an attempt: its result will come by callback or query.
@@ -124,6 +132,9 @@ pub struct Outcome {
     pub refund_done: Option<String>,
     /// The refund asked for was refused (nothing changed).
     pub refund_refused: Option<refunds::RefundRefusal>,
+    /// A paybill payment with this receipt was taken for the C2B echo of a receipt-less
+    /// (query-proven) STK payment of the same amount: M-Pesa is asked which it was.
+    pub folded: Option<String>,
 }
 
 /// The amount M-Pesa is asked for, and must report, for an order.
@@ -321,6 +332,11 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
                 }
             }
         }
+        Event::FoldChecked {
+            trans_id,
+            amount,
+            by_stk,
+        } => unfold(order, trans_id, *amount, *by_stk, &mut outcome),
         Event::PushAccepted {
             attempt,
             checkout_request_id,
@@ -425,12 +441,18 @@ pub fn apply(order: &mut Order, event: &Event, now_ms: i64) -> Outcome {
 /// the order for a refund or a review.
 fn receive(order: &mut Order, payment: Payment, outcome: &mut Outcome) {
     if let Some(counted) = order.payments.iter_mut().find(|p| same_money(p, &payment)) {
+        let by_receipt_or_attempt = (counted.receipt.is_some()
+            && counted.receipt == payment.receipt)
+            || (counted.attempt.is_some() && counted.attempt == payment.attempt);
         // Link what the second sighting knows and the first did not.
         if counted.receipt.is_none() {
             counted.receipt.clone_from(&payment.receipt);
         }
         if counted.attempt.is_none() {
             counted.attempt = payment.attempt;
+        }
+        if !by_receipt_or_attempt {
+            outcome.folded.clone_from(&counted.receipt);
         }
         outcome.duplicate = true;
         return;
@@ -451,6 +473,54 @@ fn receive(order: &mut Order, payment: Payment, outcome: &mut Outcome) {
             add_flag(order, OrderFlag::PaidAfterExpiry, outcome);
         }
     }
+}
+
+/// M-Pesa said whether the folded paybill payment `trans_id` was the STK payment's echo. If it
+/// was not, the shopper paid twice: the two are counted apart and the order flagged.
+fn unfold(order: &mut Order, trans_id: &str, amount: Kes, by_stk: bool, outcome: &mut Outcome) {
+    if by_stk {
+        outcome.duplicate = true;
+        return;
+    }
+    let Some(at) = order.payments.iter().position(|p| {
+        p.receipt.as_deref() == Some(trans_id)
+            && (p.source == PaymentSource::StkQuery || p.attempt.is_some())
+            && p.amount == amount
+    }) else {
+        outcome.duplicate = true;
+        return;
+    };
+    let folded = &mut order.payments[at];
+    if folded.source == PaymentSource::StkQuery {
+        // The query's payment keeps its attempt; the paybill payment is its own, after it.
+        folded.receipt = None;
+        let second = Payment {
+            receipt: Some(trans_id.to_owned()),
+            amount,
+            source: PaymentSource::Paybill,
+            at_ms: folded.at_ms,
+            attempt: None,
+        };
+        order.payments.push(second);
+    } else {
+        // The paybill payment came first; the query's payment is its own. It goes before
+        // the paybill one, which is the extra, refundable payment (it has a receipt).
+        let first = Payment {
+            receipt: None,
+            amount,
+            source: PaymentSource::StkQuery,
+            at_ms: folded.at_ms,
+            attempt: folded.attempt.take(),
+        };
+        order.payments.insert(at, first);
+    }
+    outcome.changed = true;
+    let flag = if order.status == OrderStatus::Expired {
+        OrderFlag::PaidAfterExpiry
+    } else {
+        OrderFlag::Overpaid
+    };
+    add_flag(order, flag, outcome);
 }
 
 /// Whether `new` is a second sighting of the already counted payment `counted`.
@@ -692,6 +762,74 @@ mod tests {
         assert_eq!(order.payments.len(), 1);
         assert_eq!(order.payments[0].receipt.as_deref(), Some("QKH94M1Z11"));
         assert!(order.flags.is_empty());
+    }
+
+    fn query_paid() -> Event {
+        Event::StkQuery {
+            attempt: 1,
+            result_code: 0,
+            result_desc: "ok".into(),
+        }
+    }
+
+    fn checked(trans_id: &str, by_stk: bool) -> Event {
+        Event::FoldChecked {
+            trans_id: trans_id.into(),
+            amount: Kes::whole(900),
+            by_stk,
+        }
+    }
+
+    #[test]
+    fn a_paybill_payment_taken_for_the_stk_echo_is_checked_and_counted_apart_if_typed() {
+        // Either order of arrival: the query first, or the paybill confirmation first.
+        for query_first in [true, false] {
+            let mut order = order();
+            let (first, second) = if query_first {
+                (query_paid(), paybill("QKH94M1Z22", 900))
+            } else {
+                (paybill("QKH94M1Z22", 900), query_paid())
+            };
+            apply(&mut order, &first, T0 + 1);
+            let folded = apply(&mut order, &second, T0 + 2);
+            assert_eq!(folded.folded.as_deref(), Some("QKH94M1Z22"));
+            assert_eq!(order.payments.len(), 1);
+
+            // M-Pesa says the shopper typed it: two payments, flagged for a refund.
+            let mut typed = order.clone();
+            let outcome = apply(&mut typed, &checked("QKH94M1Z22", false), T0 + 3);
+            assert!(outcome.changed && !outcome.became_paid);
+            assert_eq!(typed.payments.len(), 2);
+            assert_eq!(typed.flags, vec![OrderFlag::Overpaid]);
+            let sources: Vec<_> = typed.payments.iter().map(|p| p.source).collect();
+            assert!(sources.contains(&PaymentSource::StkQuery));
+            assert!(sources.contains(&PaymentSource::Paybill));
+            assert_eq!(
+                typed
+                    .payments
+                    .iter()
+                    .filter(|p| p.receipt.is_some())
+                    .count(),
+                1
+            );
+            assert_eq!(
+                refunds::refundable(&typed)
+                    .iter()
+                    .map(|r| (r.receipt.as_str(), r.amount))
+                    .collect::<Vec<_>>(),
+                vec![("QKH94M1Z22", Kes::whole(900))]
+            );
+            // The same answer again changes nothing more.
+            let again = apply(&mut typed, &checked("QKH94M1Z22", false), T0 + 4);
+            assert!(!again.changed);
+            assert_eq!(typed.payments.len(), 2);
+
+            // M-Pesa says it was the STK payment: one payment, as counted.
+            let mut echo = order.clone();
+            let outcome = apply(&mut echo, &checked("QKH94M1Z22", true), T0 + 3);
+            assert!(!outcome.changed);
+            assert_eq!(echo, order);
+        }
     }
 
     #[test]

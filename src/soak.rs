@@ -124,6 +124,16 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         ("MPESA_SHORTCODE", mpesa.shortcode()),
         ("MPESA_PASSKEY", mpesa.passkey().expose_secret().to_owned()),
         ("MPESA_CALLBACK_SECRET", CALLBACK_SECRET.to_owned()),
+        // The API operator `duka mpesa find` queries with.
+        ("MPESA_INITIATOR_NAME", mpesa.config().initiator_name),
+        (
+            "MPESA_SECURITY_CREDENTIAL",
+            mpesa
+                .config()
+                .security_credential
+                .expose_secret()
+                .to_owned(),
+        ),
         ("MPESA_QUERY_AFTER_S", "2".to_owned()),
         ("DUKA_PUBLIC_URL", public_url.clone()),
         ("AT_BASE_URL", sms.base_url()),
@@ -204,7 +214,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
         walked.push(done?);
     }
     finished.store(true, Ordering::Relaxed);
-    let (_duka, _redis, log) = chaos.await?;
+    let (duka, _redis, log) = chaos.await?;
     let walking = started.elapsed();
     mpesa.clear_faults();
     sms.clear_faults();
@@ -213,10 +223,53 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
     let settle_deadline = Instant::now() + Duration::from_secs(args.settle_s);
     let mut orders = books::read_orders(&redis_url)?;
     let mut states = books::receipt_states(&redis_url, &orders)?;
-    while !books::settled(&orders, &sms, &states) && Instant::now() < settle_deadline {
+    while !(books::settled(&orders, &sms, &states) && books::open_lookups(&redis_url)? == 0)
+        && Instant::now() < settle_deadline
+    {
         tokio::time::sleep(Duration::from_secs(1)).await;
         orders = books::read_orders(&redis_url)?;
         states = books::receipt_states(&redis_url, &orders)?;
+    }
+    let paybills: Vec<walk::PaybillPaid> =
+        walked.iter().filter_map(|w| w.paybill.clone()).collect();
+
+    // The operator's round: every payment whose confirmation Duka missed, looked up by the
+    // receipt its shopper quotes, for the order the shopper names (`duka mpesa find`).
+    let missed = books::missed(&orders, &mpesa, &paybills);
+    let mut found_log = Vec::new();
+    for payment in &missed {
+        let (ok, out) = duka
+            .command(vec![
+                "mpesa".into(),
+                "find".into(),
+                payment.receipt.clone(),
+                "--order".into(),
+                payment.order.clone(),
+                "--wait".into(),
+                "30".into(),
+            ])
+            .await?;
+        found_log.push(format!(
+            "  {} KES {} for order {}: {}{}",
+            payment.receipt,
+            payment.amount,
+            payment.order,
+            out.lines().next().unwrap_or("no answer"),
+            if ok { "" } else { " (exit non-zero)" }
+        ));
+    }
+    if !missed.is_empty() {
+        let settle_deadline = Instant::now() + Duration::from_secs(args.settle_s);
+        loop {
+            orders = books::read_orders(&redis_url)?;
+            states = books::receipt_states(&redis_url, &orders)?;
+            let quiet =
+                books::settled(&orders, &sms, &states) && books::open_lookups(&redis_url)? == 0;
+            if quiet || Instant::now() > settle_deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     let settled = books::settled(&orders, &sms, &states);
 
@@ -258,8 +311,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<ExitCode> {
             format!("NO, still busy after {} s", args.settle_s)
         }
     );
-    let paybills: Vec<walk::PaybillPaid> =
-        walked.iter().filter_map(|w| w.paybill.clone()).collect();
+    println!(
+        "duka mpesa find, for each payment Duka missed: {}{}",
+        missed.len(),
+        found_log
+            .iter()
+            .map(|l| format!("\n{l}"))
+            .collect::<String>()
+    );
     books::write_trail(&dir, &mpesa, &sms, &paybills)?;
     let books = books::balance(&orders, &mpesa, &sms, &paybills, &states);
     print!("{}", books.text);

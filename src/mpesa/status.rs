@@ -186,6 +186,15 @@ impl FoundTransaction {
     pub fn completed(&self) -> bool {
         self.status.trim().eq_ignore_ascii_case(COMPLETED)
     }
+
+    /// True for a payment made through an STK prompt (`Pay Bill Online`, `Buy Goods Online`),
+    /// false for one the shopper typed (`Pay Bill`, `Buy Goods`).
+    pub fn by_stk(&self) -> bool {
+        self.reason_type
+            .trim()
+            .to_ascii_lowercase()
+            .ends_with("online")
+    }
 }
 
 fn text(value: &serde_json::Value) -> Option<String> {

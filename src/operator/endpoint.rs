@@ -131,7 +131,7 @@ async fn order(
     UrlPath(number): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = admit(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         return refused;
     }
     match super::order_report(app.shop.store.as_ref(), &app.shop.keys, &number).await {
@@ -160,7 +160,7 @@ async fn refund(
     headers: HeaderMap,
     body: Option<Json<RefundBody>>,
 ) -> Response {
-    if let Err(refused) = admit(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         return refused;
     }
     let amount = body.and_then(|Json(b)| b.amount);
@@ -192,7 +192,7 @@ async fn find(
     headers: HeaderMap,
     body: Option<Json<FindBody>>,
 ) -> Response {
-    if let Err(refused) = admit(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         return refused;
     }
     let order = body.and_then(|Json(b)| b.order);
@@ -214,7 +214,7 @@ async fn lookup(
     UrlPath(receipt): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = admit(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         return refused;
     }
     let Ok(receipt) = crate::payments::find::normalise_receipt(&receipt) else {
@@ -230,18 +230,18 @@ async fn lookup(
     }
 }
 
-/// The operator endpoint is on and the request carries its token; else the response to give.
-fn admit(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// The response for a request the operator endpoint refuses (it is off, or the request lacks
+/// its token); `None` for one it admits.
+fn refused(app: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(access) = app.operator.as_deref() else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Some(StatusCode::NOT_FOUND.into_response());
     };
-    if !access.admits(headers) {
-        return Err(error(
+    (!access.admits(headers)).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
             "send Authorization: Bearer <the token in the demo's operator token file>".to_owned(),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 #[cfg(test)]

@@ -114,6 +114,10 @@ pub struct Lookup {
     pub found: Option<FoundPayment>,
     /// What applying the payment did to its order, for a person.
     pub applied: Option<String>,
+    /// Asked by Duka itself, to tell a paybill payment from an STK payment's echo
+    /// ([`check_fold`]), rather than by an operator.
+    #[serde(default)]
+    pub fold_check: bool,
 }
 
 /// Why a lookup was not started.
@@ -157,11 +161,7 @@ pub async fn load(shop: &Shop, receipt: &str) -> Result<Option<Lookup>, StoreErr
 ///
 /// # Errors
 /// See [`FindError`].
-pub async fn request(
-    shop: &Shop,
-    receipt: &str,
-    order: Option<&str>,
-) -> Result<Lookup, FindError> {
+pub async fn request(shop: &Shop, receipt: &str, order: Option<&str>) -> Result<Lookup, FindError> {
     let receipt = normalise_receipt(receipt)?;
     let order = order.map(crate::orders::normalise_order_number);
     let now = shop.clock.now_ms();
@@ -187,18 +187,44 @@ pub async fn request(
                     "order {number} already holds this payment (KES {})",
                     payment.amount
                 )),
+                fold_check: false,
             });
         }
     }
+    start(shop, receipt, order, false).await
+}
+
+/// Asks M-Pesa whether the paybill payment `receipt`, which order `number` counted as the C2B
+/// echo of its receipt-less STK payment of the same amount, was that echo or a second payment
+/// (see [`crate::payments::Outcome::folded`]); the answer comes as [`Event::FoldChecked`].
+pub async fn check_fold(shop: &Shop, number: &str, receipt: &str) -> JobOutcome {
+    match start(shop, receipt.to_owned(), Some(number.to_owned()), true).await {
+        Ok(_) => JobOutcome::Done,
+        Err(FindError::Store(e)) => retry_after_store_trouble(shop, &e),
+        Err(e) => {
+            tracing::warn!(error.message = %e, order.number = number, "could not check a folded paybill payment");
+            JobOutcome::Done
+        }
+    }
+}
+
+/// Writes a new lookup of `receipt` (or joins the one in flight) with its query job.
+async fn start(
+    shop: &Shop,
+    receipt: String,
+    order: Option<String>,
+    fold_check: bool,
+) -> Result<Lookup, FindError> {
+    let now = shop.clock.now_ms();
     let key = shop.keys.lookup(&receipt);
     for _ in 0..5 {
         let raw = shop.store.get_one(&key).await?;
         let earlier: Option<Lookup> = from_json(raw.as_deref());
         if let Some(earlier) = &earlier {
-            let in_flight =
-                !earlier.state.is_final() && now - earlier.updated_at_ms < IN_FLIGHT_MS;
+            let in_flight = !earlier.state.is_final() && now - earlier.updated_at_ms < IN_FLIGHT_MS;
             let same_order = order.is_none() || order == earlier.order;
-            if (in_flight || earlier.state == LookupState::Applied) && same_order {
+            let answered = earlier.state == LookupState::Applied && !fold_check;
+            if (in_flight || answered) && same_order && earlier.fold_check == fold_check {
                 return Ok(earlier.clone());
             }
         }
@@ -214,6 +240,7 @@ pub async fn request(
             said: None,
             found: None,
             applied: None,
+            fold_check,
         };
         let job = Job::Find {
             receipt: receipt.clone(),
@@ -351,7 +378,9 @@ pub async fn on_result(
         }
     };
     let Some(receipt) = result.receipt.clone() else {
-        tracing::error!("transaction status callback names no receipt; acknowledged, nothing changed");
+        tracing::error!(
+            "transaction status callback names no receipt; acknowledged, nothing changed"
+        );
         return Ok((Handled::Ignored("unknown_lookup"), None));
     };
     let Some(lookup) = load(shop, &receipt).await? else {
@@ -381,9 +410,17 @@ pub async fn on_result(
             match order {
                 None => (LookupState::Unplaced, None, None, None),
                 Some(number) => {
-                    let event = Event::Paybill {
-                        trans_id: receipt.clone(),
-                        amount: found.amount,
+                    let event = if lookup.fold_check {
+                        Event::FoldChecked {
+                            trans_id: receipt.clone(),
+                            amount: found.amount,
+                            by_stk: found.by_stk(),
+                        }
+                    } else {
+                        Event::Paybill {
+                            trans_id: receipt.clone(),
+                            amount: found.amount,
+                        }
                     };
                     match settle(shop, &number, &event, Some(audit)).await? {
                         None => (
@@ -396,6 +433,8 @@ pub async fn on_result(
                             let outcome = &settled.outcome;
                             let words = if outcome.became_paid {
                                 format!("order {number} is now paid; its receipt SMS is queued")
+                            } else if outcome.duplicate && lookup.fold_check {
+                                format!("the STK payment of order {number} and its C2B echo: one payment")
                             } else if outcome.duplicate {
                                 format!("order {number} already held this payment")
                             } else if !outcome.flagged.is_empty() {
@@ -472,11 +511,7 @@ fn masked_party(party: &str) -> String {
 /// The lookup, as text for a person.
 pub fn render(lookup: &Lookup) -> String {
     use std::fmt::Write as _;
-    let mut out = format!(
-        "Payment {}: {}\n",
-        lookup.receipt,
-        lookup.state.words()
-    );
+    let mut out = format!("Payment {}: {}\n", lookup.receipt, lookup.state.words());
     if let Some(found) = &lookup.found {
         let _ = writeln!(
             out,
@@ -498,7 +533,9 @@ pub fn render(lookup: &Lookup) -> String {
             out.push_str("  Nothing changed; run duka mpesa find again.\n");
         }
         LookupState::Requested | LookupState::Asked => {
-            out.push_str("  The answer is applied when it comes; run duka mpesa find again to see it.\n");
+            out.push_str(
+                "  The answer is applied when it comes; run duka mpesa find again to see it.\n",
+            );
         }
         LookupState::Applied | LookupState::NotFound => {}
     }

@@ -165,6 +165,14 @@ pub async fn settle(
             order.messages.push(message.id.clone());
             jobs.push(outbox::enqueue(shop, &mut batch, &message));
         }
+        if let Some(receipt) = &outcome.folded {
+            let job = Job::CheckFold {
+                order: number.to_owned(),
+                receipt: receipt.clone(),
+            };
+            JobQueue::schedule(shop, &mut batch, &job, now_ms);
+            jobs.push(job);
+        }
         if let Some(attempt) = outcome.new_attempt {
             let job = Job::Push {
                 order: number.to_owned(),

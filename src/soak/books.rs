@@ -71,6 +71,32 @@ fn receipt_parked(states: &HashMap<String, SendStatus>, order: &str) -> bool {
     )
 }
 
+/// How many payment lookups (`duka mpesa find`, and Duka's own checks of folded payments)
+/// are still waiting for M-Pesa's answer.
+pub fn open_lookups(redis_url: &str) -> anyhow::Result<usize> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_connection()?;
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg("*}:find:*")
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter::<String>(&mut conn)?
+        .collect::<Result<_, _>>()?;
+    let mut open = 0;
+    for key in keys {
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap_or(None);
+        let lookup =
+            raw.and_then(|r| serde_json::from_slice::<crate::payments::find::Lookup>(&r).ok());
+        if lookup.is_some_and(|l| !l.state.is_final()) {
+            open += 1;
+        }
+    }
+    Ok(open)
+}
+
 /// How many receipt SMS each order got, by order number.
 fn receipts_sent(sms: &SmsSandbox) -> HashMap<String, u32> {
     let mut sent = HashMap::new();
@@ -103,6 +129,107 @@ pub fn settled(orders: &[Order], sms: &SmsSandbox, states: &HashMap<String, Send
     })
 }
 
+/// A payment M-Pesa moved whose confirmation no Duka heard: what `duka mpesa find` is for.
+#[derive(Clone, Debug)]
+pub struct Missed {
+    pub receipt: String,
+    pub order: String,
+    pub amount: u64,
+}
+
+/// The `TransID`s of the paybill confirmations some Duka answered with a 2xx (Daraja does not
+/// send a confirmation again, so any other is lost).
+fn heard_confirmations(mpesa: &MpesaSandbox) -> HashSet<String> {
+    mpesa
+        .callbacks()
+        .iter()
+        .filter(|c| c.kind == CallbackKind::C2bConfirmation)
+        .filter(|c| {
+            c.reply
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status))
+        })
+        .filter_map(|c| c.body["TransID"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The `CheckoutRequestID`s of the STK callbacks some Duka answered with a 2xx.
+fn heard_pushes(mpesa: &MpesaSandbox) -> HashSet<String> {
+    mpesa
+        .callbacks()
+        .iter()
+        .filter(|c| c.kind == CallbackKind::Stk)
+        .filter(|c| {
+            c.reply
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status))
+        })
+        .filter_map(|c| {
+            c.body["Body"]["stkCallback"]["CheckoutRequestID"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Whether Duka never learnt of `push` at all: no attempt holds its id and no Duka
+/// acknowledged its callback (so it has nothing to query).
+fn never_known(
+    push: &crate::sandbox::mpesa::RecordedPush,
+    by_number: &HashMap<&str, &Order>,
+    stk_heard: &HashSet<String>,
+) -> bool {
+    let known = by_number
+        .get(push.account_reference.as_str())
+        .is_some_and(|o| {
+            o.attempts
+                .iter()
+                .any(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
+        });
+    !known && !stk_heard.contains(&push.checkout_request_id)
+}
+
+fn receipts_on(orders: &[Order]) -> HashSet<&str> {
+    orders
+        .iter()
+        .flat_map(|o| o.payments.iter())
+        .filter_map(|p| p.receipt.as_deref())
+        .collect()
+}
+
+/// Every payment that moved money but that no order holds, because Duka never heard of it:
+/// paybill confirmations lost while Duka was down, STK payments whose push answer and
+/// callback both missed it.
+pub fn missed(orders: &[Order], mpesa: &MpesaSandbox, paybills: &[PaybillPaid]) -> Vec<Missed> {
+    let heard = heard_confirmations(mpesa);
+    let held = receipts_on(orders);
+    let by_number: HashMap<&str, &Order> = orders.iter().map(|o| (o.number.as_str(), o)).collect();
+    let stk_heard = heard_pushes(mpesa);
+    let paybill = paybills
+        .iter()
+        .filter(|p| {
+            p.confirmed && !heard.contains(&p.trans_id) && !held.contains(p.trans_id.as_str())
+        })
+        .map(|p| Missed {
+            receipt: p.trans_id.clone(),
+            order: p.order.clone(),
+            amount: p.amount,
+        });
+    let stk = mpesa
+        .pushes()
+        .into_iter()
+        .filter(|p| p.result_code == Some(0) && never_known(p, &by_number, &stk_heard))
+        .filter_map(|p| {
+            let receipt = p.receipt.clone()?;
+            (!held.contains(receipt.as_str())).then(|| Missed {
+                receipt,
+                order: p.account_reference.clone(),
+                amount: u64::from(p.amount),
+            })
+        });
+    paybill.chain(stk.collect::<Vec<_>>()).collect()
+}
+
 /// The books, and whether every invariant holds.
 pub struct Books {
     pub text: String,
@@ -131,23 +258,18 @@ pub fn balance(
         .filter(|p| p.result_code == Some(0))
         .count();
     // A confirmation that no Duka answered with a 2xx was lost: Daraja does not send it again.
-    let heard: HashSet<String> = mpesa
-        .callbacks()
-        .iter()
-        .filter(|c| c.kind == CallbackKind::C2bConfirmation)
-        .filter(|c| {
-            c.reply
-                .as_ref()
-                .is_ok_and(|r| (200..300).contains(&r.status))
-        })
-        .filter_map(|c| c.body["TransID"].as_str().map(str::to_owned))
-        .collect();
+    let heard = heard_confirmations(mpesa);
     let confirmed: Vec<&PaybillPaid> = paybills.iter().filter(|p| p.confirmed).collect();
     let paybill_moved: u64 = confirmed.iter().map(|p| p.amount).sum();
-    let lost: Vec<&&PaybillPaid> = confirmed
+    let on_orders = receipts_on(orders);
+    // Lost: no Duka heard it and `duka mpesa find` did not put it on its order either.
+    let unheard: Vec<&&PaybillPaid> = confirmed
         .iter()
         .filter(|p| !heard.contains(&p.trans_id))
         .collect();
+    let (found, lost): (Vec<&&PaybillPaid>, Vec<&&PaybillPaid>) = unheard
+        .into_iter()
+        .partition(|p| on_orders.contains(p.trans_id.as_str()));
     let replies = |trans_id: &str| -> String {
         mpesa
             .callbacks()
@@ -160,11 +282,6 @@ pub fn balance(
             .collect::<Vec<_>>()
             .join("; ")
     };
-    let on_orders: HashSet<&str> = orders
-        .iter()
-        .flat_map(|o| o.payments.iter())
-        .filter_map(|p| p.receipt.as_deref())
-        .collect();
     // Duka's `same_money` rule takes a paybill confirmation of the same amount for M-Pesa's C2B
     // echo of a receipt-less (query-proven) STK payment. When the shopper really paid twice,
     // the second payment is folded into the first: listed here, for review, not hidden.
@@ -197,40 +314,25 @@ pub fn balance(
     let by_number: HashMap<&str, &Order> = orders.iter().map(|o| (o.number.as_str(), o)).collect();
     // A push whose answer Duka never read and whose callback no Duka acknowledged is lost to
     // Duka (it has no CheckoutRequestID to query): only a transaction lookup finds it.
-    let stk_heard: HashSet<String> = mpesa
-        .callbacks()
-        .iter()
-        .filter(|c| c.kind == CallbackKind::Stk)
-        .filter(|c| {
-            c.reply
-                .as_ref()
-                .is_ok_and(|r| (200..300).contains(&r.status))
-        })
-        .filter_map(|c| {
-            c.body["Body"]["stkCallback"]["CheckoutRequestID"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    let never_known = |push: &crate::sandbox::mpesa::RecordedPush| {
-        let known = by_number
-            .get(push.account_reference.as_str())
-            .is_some_and(|o| {
-                o.attempts
-                    .iter()
-                    .any(|a| a.checkout_request_id.as_deref() == Some(&push.checkout_request_id))
-            });
-        !known && !stk_heard.contains(&push.checkout_request_id)
-    };
-    let stk_lost: Vec<crate::sandbox::mpesa::RecordedPush> = mpesa
+    let stk_heard = heard_pushes(mpesa);
+    let never_known =
+        |push: &crate::sandbox::mpesa::RecordedPush| never_known(push, &by_number, &stk_heard);
+    let (stk_found, stk_lost): (Vec<_>, Vec<_>) = mpesa
         .pushes()
         .into_iter()
         .filter(|p| p.result_code == Some(0) && never_known(p))
-        .collect();
+        .partition(|p| p.receipt.as_deref().is_some_and(|r| on_orders.contains(r)));
+    let found_sum: u64 = found.iter().map(|p| p.amount).sum::<u64>()
+        + stk_found.iter().map(|p| u64::from(p.amount)).sum::<u64>();
+    let _ = writeln!(
+        text,
+        "payments Duka missed that `duka mpesa find` put on their orders: {} (KES {found_sum})",
+        found.len() + stk_found.len()
+    );
     let stk_lost_sum: u64 = stk_lost.iter().map(|p| u64::from(p.amount)).sum();
     let _ = writeln!(
         text,
-        "STK payments whose push answer and callback both missed Duka: {} (KES {stk_lost_sum}), needs `duka mpesa find`{}",
+        "STK payments whose push answer and callback both missed Duka, still on no order after `duka mpesa find`: {} (KES {stk_lost_sum}){}",
         stk_lost.len(),
         stk_lost
             .iter()
@@ -316,7 +418,7 @@ pub fn balance(
     );
     let _ = writeln!(
         text,
-        "paybill confirmations lost while Duka was down: {} (KES {lost_sum}), needs `duka mpesa find`{}",
+        "paybill confirmations lost while Duka was down, still on no order after `duka mpesa find`: {} (KES {lost_sum}){}",
         lost.len(),
         lost.iter()
             .map(|p| format!(

@@ -162,6 +162,23 @@ impl Duka {
         }
     }
 
+    /// Runs `duka <args>` (an operator command) with the servers' environment; its exit
+    /// status and standard output.
+    pub async fn command(&self, args: Vec<String>) -> anyhow::Result<(bool, String)> {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null());
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await?
+            .context("could not run an operator command")?;
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ))
+    }
+
     /// `kill -9`, a moment down, then a restart on the same port.
     pub async fn kill_and_restart(&mut self, down: Duration) -> anyhow::Result<()> {
         self.kill();

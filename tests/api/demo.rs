@@ -312,7 +312,10 @@ async fn a_cancelled_push_leaves_the_order_awaiting_payment_and_the_paybill_pays
         .is_empty());
 
     // `duka mpesa find` asks the demo's M-Pesa about the receipt: the order already has it.
-    let receipt = report["payments"][0]["receipt"].as_str().unwrap().to_owned();
+    let receipt = report["payments"][0]["receipt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let find = |receipt: String| {
         let dir = demo.dir.clone();
         let url = demo.url.clone();
@@ -328,15 +331,37 @@ async fn a_cancelled_push_leaves_the_order_awaiting_payment_and_the_paybill_pays
     };
     let found = find(receipt.clone()).await;
     let stdout = String::from_utf8_lossy(&found.stdout);
-    assert!(found.status.success(), "{stdout}{}", String::from_utf8_lossy(&found.stderr));
-    assert!(stdout.starts_with(&format!("Payment {receipt}: applied\n")), "{stdout}");
-    assert!(stdout.contains("KES 900 from 2547******78, Completed (Pay Bill)"), "{stdout}");
-    assert!(stdout.contains(&format!("order {order} already held this payment")), "{stdout}");
+    assert!(
+        found.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("Payment {receipt}: applied\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("KES 900 from 2547******78, Completed (Pay Bill)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("order {order} already held this payment")),
+        "{stdout}"
+    );
     let missing = find("QQQ0000000".to_owned()).await;
     let stdout = String::from_utf8_lossy(&missing.stdout);
     assert!(!missing.status.success(), "{stdout}");
-    assert!(stdout.starts_with("Payment QQQ0000000: not found\n"), "{stdout}");
-    assert_eq!(demo.order_json(&order).await["payments"].as_array().unwrap().len(), 1);
+    assert!(
+        stdout.starts_with("Payment QQQ0000000: not found\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        demo.order_json(&order).await["payments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

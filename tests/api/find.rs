@@ -84,7 +84,13 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
     assert_eq!(lookup.order.as_deref(), Some(number.as_str()));
     let found = lookup.found.as_ref().unwrap();
     assert_eq!(found.amount, duka::money::Kes::whole(900));
-    assert_eq!((found.status.as_str(), found.payer.as_str()), ("Completed", Msisdn::parse("0712140001").unwrap().masked().as_str()));
+    assert_eq!(
+        (found.status.as_str(), found.payer.as_str()),
+        (
+            "Completed",
+            Msisdn::parse("0712140001").unwrap().masked().as_str()
+        )
+    );
     let order = app.order(&number).await.unwrap();
     assert_eq!(order.status, OrderStatus::Paid);
     assert_eq!(order.payments.len(), 1);
@@ -102,7 +108,10 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
     assert_eq!(body["PartyA"], json!(174379));
     assert_eq!(body["IdentifierType"], json!("4"));
     assert_eq!(body["Occasion"], json!(receipt));
-    assert!(body["ResultURL"].as_str().unwrap().ends_with("/status/result"));
+    assert!(body["ResultURL"]
+        .as_str()
+        .unwrap()
+        .ends_with("/status/result"));
 
     // The result came twice and asking again sends nothing: still one payment, one receipt.
     eventually("both result callbacks", WAIT, || async {
@@ -115,9 +124,14 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
         (results == 2).then_some(())
     })
     .await;
-    let again = find::request(&app.state.shop, &receipt, None).await.unwrap();
+    let again = find::request(&app.state.shop, &receipt, None)
+        .await
+        .unwrap();
     assert_eq!(again.state, LookupState::Applied);
-    assert_eq!(app.mpesa().requests_to(Endpoint::TransactionStatus).len(), 1);
+    assert_eq!(
+        app.mpesa().requests_to(Endpoint::TransactionStatus).len(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.order(&number).await.unwrap().payments.len(), 1);
     assert_eq!(receipts_sent(&app, "0712140001", &number), 1);
@@ -130,7 +144,9 @@ async fn a_payment_duka_cannot_place_waits_for_the_operator_to_name_its_order() 
     let (number, receipt) = paid_but_unheard(&app, "0712140002", false).await;
 
     // Act
-    find::request(&app.state.shop, &receipt, None).await.unwrap();
+    find::request(&app.state.shop, &receipt, None)
+        .await
+        .unwrap();
     let unplaced = settled_lookup(&app, &receipt).await;
     let held_before = app.order(&number).await.unwrap().payments.len();
     let named = find::request(&app.state.shop, &receipt, Some(&number.to_lowercase()))
@@ -157,7 +173,10 @@ async fn a_payment_duka_cannot_place_waits_for_the_operator_to_name_its_order() 
         .unwrap();
     assert_eq!(known.state, LookupState::Applied);
     assert!(known.applied.unwrap().contains("already holds"));
-    assert_eq!(app.mpesa().requests_to(Endpoint::TransactionStatus).len(), 2);
+    assert_eq!(
+        app.mpesa().requests_to(Endpoint::TransactionStatus).len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -226,4 +245,53 @@ async fn unknown_receipts_timeouts_and_bad_input_change_nothing() {
         .post_payment_json("/status/result", &json!({"nonsense": true}))
         .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_paybill_payment_taken_for_an_stk_echo_is_checked_and_a_typed_one_flagged_for_refund() {
+    // Arrange: the STK callback is lost, so only the query proves the payment (no receipt);
+    // then the shopper also pays at the paybill, the same amount.
+    let app = TestApp::spawn_with(crate::helpers::TestOptions {
+        env: vec![("MPESA_QUERY_AFTER_S", "1".to_owned())],
+        ..crate::helpers::TestOptions::default()
+    })
+    .await;
+    app.mpesa().configure(|c| c.c2b_validation = false);
+    let msisdn = Msisdn::parse("0712140004").unwrap();
+    app.mpesa().set_outcome_for(
+        &msisdn,
+        Outcome::paid().delivered(duka::sandbox::mpesa::Delivery::Drop),
+    );
+    let number = app.phone("0712140004").buy().await;
+    eventually("the query to prove the payment", WAIT, || async {
+        app.order(&number)
+            .await
+            .filter(|o| o.status == OrderStatus::Paid)
+    })
+    .await;
+    let typed = app
+        .mpesa()
+        .pay_bill_with(PayBill {
+            phone: msisdn.digits().to_owned(),
+            ..PayBill::new(&number, "900")
+        })
+        .await
+        .unwrap();
+
+    // Act: Duka asks M-Pesa about the paybill payment by itself.
+    let lookup = settled_lookup(&app, &typed.trans_id).await;
+
+    // Assert: a typed payment, counted apart and refundable; one receipt SMS.
+    assert!(lookup.fold_check);
+    assert_eq!(lookup.state, LookupState::Applied, "{lookup:?}");
+    let order = app.order(&number).await.unwrap();
+    assert_eq!(order.payments.len(), 2, "{order:?}");
+    assert_eq!(order.flags, vec![duka::orders::OrderFlag::Overpaid]);
+    let refundable = duka::payments::refunds::refundable(&order);
+    assert_eq!(refundable.len(), 1);
+    assert_eq!(refundable[0].receipt, typed.trans_id);
+    eventually("the one receipt SMS", WAIT, || async {
+        (receipts_sent(&app, "0712140004", &number) == 1).then_some(())
+    })
+    .await;
 }

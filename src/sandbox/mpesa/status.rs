@@ -41,14 +41,7 @@ pub(crate) async fn transaction_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    daraja_call(
-        &inner,
-        Endpoint::TransactionStatus,
-        &headers,
-        &body,
-        take,
-    )
-    .await
+    daraja_call(&inner, Endpoint::TransactionStatus, &headers, &body, take).await
 }
 
 fn text<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
@@ -68,7 +61,11 @@ fn take(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> Answer {
     if body["IdentifierType"].as_str() != Some("4") {
         return Answer::refusal(state, &Refusal::invalid("IdentifierType"));
     }
-    let party = state.config.till.clone().unwrap_or(state.config.shortcode.clone());
+    let party = state
+        .config
+        .till
+        .clone()
+        .unwrap_or(state.config.shortcode.clone());
     if body["PartyA"].as_u64().map(|p| p.to_string()) != Some(party.clone()) {
         return Answer::refusal(state, &Refusal::invalid("PartyA"));
     }
