@@ -28,12 +28,24 @@ pub fn allowance(kind: MessageKind, limit: u64) -> u64 {
     }
 }
 
-/// Counts one more message of `kind` against today's ceiling; false (and nothing counted) when
-/// today's allowance for that kind is used up.
+/// What [`take`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Counted: send it.
+    Yes,
+    /// Today's allowance for this kind is used up: hold it back ([`HOLD_MS`]).
+    Full,
+    /// Other messages kept winning the race for the counter: try again in a moment. (Counting
+    /// this as `Full` once held a receipt back for ten minutes under a burst of payments.)
+    Busy,
+}
+
+/// Counts one more message of `kind` against today's ceiling; nothing is counted unless the
+/// answer is [`Taken::Yes`].
 ///
 /// # Errors
 /// The store fails.
-pub async fn take(shop: &Shop, kind: MessageKind, limit: u64) -> Result<bool, StoreError> {
+pub async fn take(shop: &Shop, kind: MessageKind, limit: u64) -> Result<Taken, StoreError> {
     let key = shop.keys.sms_day_count(eat_day(shop.clock.now_ms()));
     let allowed = allowance(kind, limit);
     for _ in 0..10 {
@@ -44,7 +56,7 @@ pub async fn take(shop: &Shop, kind: MessageKind, limit: u64) -> Result<bool, St
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if used >= allowed {
-            return Ok(false);
+            return Ok(Taken::Full);
         }
         let mut batch = Batch::new();
         batch.guard(&key, raw.as_deref()).set(
@@ -53,11 +65,11 @@ pub async fn take(shop: &Shop, kind: MessageKind, limit: u64) -> Result<bool, St
             Some(COUNTER_TTL_MS),
         );
         if shop.store.commit(&batch).await? == Commit::Applied {
-            return Ok(true);
+            return Ok(Taken::Yes);
         }
     }
-    // Heavy contention: hold this one back rather than risk going over.
-    Ok(false)
+    // Heavy contention: never risk going over; the job comes back in a moment.
+    Ok(Taken::Busy)
 }
 
 #[cfg(test)]

@@ -133,16 +133,27 @@ async fn deliver_inner(
     let Some(pending) = pending else {
         return Ok(JobOutcome::Done);
     };
-    if !super::ceiling::take(shop, pending.kind, daily_limit).await? {
-        metrics.inc("duka_sms_ceiling_reached_total", &[]);
-        tracing::warn!(
-            sms.id = id,
-            sms.daily_limit = daily_limit,
-            "the shop's daily SMS ceiling (DUKA_SMS_DAILY_LIMIT) is reached; the message waits"
-        );
-        return Ok(JobOutcome::RetryAt(
-            shop.clock.now_ms() + super::ceiling::HOLD_MS,
-        ));
+    match super::ceiling::take(shop, pending.kind, daily_limit).await? {
+        super::ceiling::Taken::Yes => {}
+        super::ceiling::Taken::Full => {
+            metrics.inc("duka_sms_ceiling_reached_total", &[]);
+            tracing::warn!(
+                sms.id = id,
+                sms.daily_limit = daily_limit,
+                "the shop's daily SMS ceiling (DUKA_SMS_DAILY_LIMIT) is reached; the message waits"
+            );
+            return Ok(JobOutcome::RetryAt(
+                shop.clock.now_ms() + super::ceiling::HOLD_MS,
+            ));
+        }
+        super::ceiling::Taken::Busy => {
+            tracing::debug!(
+                sms.id = id,
+                "the SMS day counter is contended; trying again"
+            );
+            let jitter = i64::from(rand::random::<u16>() % 400);
+            return Ok(JobOutcome::RetryAt(shop.clock.now_ms() + 100 + jitter));
+        }
     }
     let Some(message) = transition(shop, id, SendStatus::Pending, |m| {
         m.status = SendStatus::Sending;

@@ -375,3 +375,39 @@ async fn a_phone_over_its_push_limit_gets_no_prompt_and_no_sms_and_can_still_pay
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_receipts_racing_for_the_sms_counter_is_never_taken_for_a_full_ceiling() {
+    use duka::sms::ceiling::{take, Taken};
+    use duka::sms::outbox::MessageKind;
+
+    // Arrange: sixty receipts claimed at the same moment, far below the ceiling.
+    let app = TestApp::spawn().await;
+    let shop = std::sync::Arc::new(app.state.shop.clone());
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let shop = shop.clone();
+        racers.spawn(async move { take(&shop, MessageKind::Receipt, 5000).await.unwrap() });
+    }
+
+    // Act
+    let mut taken = Vec::new();
+    while let Some(answer) = racers.join_next().await {
+        taken.push(answer.unwrap());
+    }
+
+    // Assert: each one is counted or told to try again, none told the ceiling is reached, and
+    // the counter holds exactly the ones counted.
+    assert!(!taken.contains(&Taken::Full), "{taken:?}");
+    let yes = taken.iter().filter(|t| **t == Taken::Yes).count();
+    let day = duka::sms::nudge::eat_day(shop.clock.now_ms());
+    let counted = app
+        .state
+        .shop
+        .store
+        .get_one(&shop.keys.sms_day_count(day))
+        .await
+        .unwrap()
+        .map(|raw| String::from_utf8(raw).unwrap().parse::<usize>().unwrap());
+    assert_eq!(counted, Some(yes));
+}
