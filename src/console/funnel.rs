@@ -29,10 +29,19 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// How long a day's counters are kept.
 pub const FUNNEL_TTL_MS: u64 = 40 * 24 * 3_600_000;
 
-/// This node's counts not yet in the store: (day, screen) to (reached, left).
+/// This node's counts not yet in the store: by EAT day number ([`crate::sms::nudge::eat_day`])
+/// and screen, (reached, left). Keyed so that counting a hop allocates and formats nothing once
+/// the screen has been seen that day.
 #[derive(Default)]
 pub struct Funnel {
-    pending: Mutex<HashMap<(String, String), (i64, i64)>>,
+    pending: Mutex<HashMap<i64, HashMap<String, (i64, i64)>>>,
+}
+
+fn count<'a>(day: &'a mut HashMap<String, (i64, i64)>, screen: &str) -> &'a mut (i64, i64) {
+    if !day.contains_key(screen) {
+        day.insert(screen.to_owned(), (0, 0));
+    }
+    day.get_mut(screen).expect("just inserted")
 }
 
 impl Funnel {
@@ -41,12 +50,17 @@ impl Funnel {
         if from == Some(to) {
             return;
         }
-        let day = super::eat_day(now_ms);
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.entry((day.clone(), to.to_owned())).or_default().0 += 1;
+        let day = crate::sms::nudge::eat_day(now_ms);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let today = pending.entry(day).or_default();
+            count(today, to).0 += 1;
+            if let Some(from) = from {
+                count(today, from).1 += 1;
+            }
+        }
         metrics.inc_screen("duka_funnel_reached_total", to);
         if let Some(from) = from {
-            pending.entry((day, from.to_owned())).or_default().1 += 1;
             metrics.inc_screen("duka_funnel_left_total", from);
         }
     }
@@ -54,12 +68,13 @@ impl Funnel {
     /// Adds the pending counts to the store, one commit per day; kept for next time on failure.
     pub async fn flush(&self, shop: &Shop) {
         let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut by_day: BTreeMap<String, Vec<(String, i64, i64)>> = BTreeMap::new();
-        for ((day, screen), (reached, left)) in taken {
-            by_day.entry(day).or_default().push((screen, reached, left));
-        }
-        for (day, counts) in by_day {
-            let key = shop.keys.funnel(&day);
+        for (day, screens) in taken {
+            let counts: Vec<(String, i64, i64)> = screens
+                .into_iter()
+                .map(|(screen, (reached, left))| (screen, reached, left))
+                .collect();
+            // Day `d` holds 03:00 EAT of that day at `d` whole days after the epoch.
+            let key = shop.keys.funnel(&super::eat_day(day * 86_400_000));
             let mut batch = Batch::new();
             for (screen, reached, left) in &counts {
                 if *reached > 0 {
@@ -73,8 +88,9 @@ impl Funnel {
             if !matches!(shop.store.commit(&batch).await, Ok(Commit::Applied)) {
                 tracing::warn!("funnel: could not write the counters; trying again later");
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let today = pending.entry(day).or_default();
                 for (screen, reached, left) in counts {
-                    let entry = pending.entry((day.clone(), screen)).or_default();
+                    let entry = count(today, &screen);
                     entry.0 += reached;
                     entry.1 += left;
                 }
