@@ -40,6 +40,14 @@ pub enum PersistenceError {
          DUKA_ALLOW_NO_PERSISTENCE=1 to run without it"
     )]
     NoAppendOnly,
+    #[error(
+        "the Redis Cluster master {0} runs with appendonly no: its restart would forget paid orders \
+         and queued receipts. Turn the AOF on on every master and replica, or set \
+         DUKA_ALLOW_NO_PERSISTENCE=1 to run without it"
+    )]
+    MasterWithoutAppendOnly(String),
+    #[error("could not list the Redis Cluster's masters through any seed: {0}")]
+    NoMasters(String),
     #[error("could not ask Redis about persistence: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -57,6 +65,113 @@ pub async fn check_persistence(
     let found = inspect(&mut conn).await;
     decide(&found, allow_no_persistence)?;
     Ok(found)
+}
+
+/// [`check_persistence`] for a Redis Cluster: asks every master (listed by `CLUSTER NODES`
+/// through the first seed that answers) and refuses when any runs without the AOF. The fsync
+/// policy logged is every master's (`mixed` when they differ), and the replicas the fewest any
+/// master has.
+///
+/// # Errors
+/// [`PersistenceError::MasterWithoutAppendOnly`] unless `allow_no_persistence`; no seed
+/// answered; a master unreachable.
+pub async fn check_cluster_persistence(
+    seeds: &[String],
+    allow_no_persistence: bool,
+) -> Result<Persistence, PersistenceError> {
+    let mut why = String::from("no seeds");
+    let mut masters = None;
+    for seed in seeds {
+        match masters_of(seed).await {
+            Ok(found) if !found.is_empty() => {
+                masters = Some(found);
+                break;
+            }
+            Ok(_) => why = format!("{} lists no masters", crate::startup::redact_url(seed)),
+            Err(e) => why = e.to_string(),
+        }
+    }
+    let masters = masters.ok_or(PersistenceError::NoMasters(why))?;
+    let mut all = Persistence {
+        appendonly: Some(true),
+        appendfsync: None,
+        connected_replicas: None,
+    };
+    for master in &masters {
+        let client = redis::Client::open(master.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let found = inspect(&mut conn).await;
+        let shown = crate::startup::redact_url(master);
+        match found.appendonly {
+            Some(false) if !allow_no_persistence => {
+                return Err(PersistenceError::MasterWithoutAppendOnly(shown))
+            }
+            Some(false) => all.appendonly = Some(false),
+            None if all.appendonly == Some(true) => all.appendonly = None,
+            _ => {}
+        }
+        all.appendfsync = match (all.appendfsync.take(), found.appendfsync) {
+            (None, found) => found,
+            (Some(seen), Some(found)) if seen != found => Some("mixed".to_owned()),
+            (seen, _) => seen,
+        };
+        all.connected_replicas = match (all.connected_replicas, found.connected_replicas) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (None, b) => b,
+            (a, None) => a,
+        };
+    }
+    tracing::info!(
+        redis.masters = masters.len(),
+        "checked every Redis Cluster master"
+    );
+    decide(&all, allow_no_persistence)?;
+    Ok(all)
+}
+
+/// The URLs of the cluster's live masters, as seen by `seed` (its scheme and credentials, each
+/// master's address).
+async fn masters_of(seed: &str) -> Result<Vec<String>, PersistenceError> {
+    let client = redis::Client::open(seed)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut conn)
+        .await?;
+    let base = reqwest::Url::parse(seed).map_err(|e| PersistenceError::NoMasters(e.to_string()))?;
+    Ok(master_addresses(&nodes)
+        .into_iter()
+        .filter_map(|(host, port)| {
+            let mut url = base.clone();
+            url.set_host(Some(&host)).ok()?;
+            url.set_port(Some(port)).ok()?;
+            Some(url.to_string())
+        })
+        .collect())
+}
+
+/// `CLUSTER NODES` → the (host, port) of every master not marked failed.
+fn master_addresses(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            let address = fields.next()?;
+            let flags = fields.next()?;
+            let live_master = flags.split(',').any(|f| f == "master")
+                && !flags
+                    .split(',')
+                    .any(|f| matches!(f, "fail" | "fail?" | "noaddr"));
+            if !live_master {
+                return None;
+            }
+            // `127.0.0.1:7000@17000` or `127.0.0.1:7000@17000,hostname`.
+            let host_port = address.split(['@', ',']).next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 async fn inspect(conn: &mut MultiplexedConnection) -> Persistence {
@@ -193,6 +308,23 @@ mod tests {
         assert!(decide(&off, true).is_ok());
         // CONFIG disabled: cannot check, so start (with a warning).
         assert!(decide(&Persistence::default(), false).is_ok());
+    }
+
+    #[test]
+    fn cluster_nodes_lists_the_live_masters() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 1426238317741 1426238316071 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            master_addresses(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30001)
+            ]
+        );
     }
 
     #[test]

@@ -229,7 +229,7 @@ fn warn_if_reports_unguarded(settings: &Settings) {
 }
 
 /// A Redis URL without its password, for messages.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("REDACTED"));
@@ -275,6 +275,18 @@ impl Application {
                 crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
                     .await
                     .context("Redis does not persist")?;
+            limits.wait_replicas = Some(crate::durability::replicas_to_wait_for(
+                limits.wait_replicas,
+                &found,
+            ));
+        }
+        if let StoreSettings::Cluster { seeds } = &settings.store {
+            let found = crate::durability::check_cluster_persistence(
+                seeds,
+                settings.limits.allow_no_persistence,
+            )
+            .await
+            .context("the Redis Cluster does not persist")?;
             limits.wait_replicas = Some(crate::durability::replicas_to_wait_for(
                 limits.wait_replicas,
                 &found,

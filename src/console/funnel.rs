@@ -34,10 +34,13 @@ pub const FUNNEL_TTL_MS: u64 = 40 * 24 * 3_600_000;
 /// the screen has been seen that day.
 #[derive(Default)]
 pub struct Funnel {
-    pending: Mutex<HashMap<i64, HashMap<String, (i64, i64)>>>,
+    pending: Mutex<HashMap<i64, DayCounts>>,
 }
 
-fn count<'a>(day: &'a mut HashMap<String, (i64, i64)>, screen: &str) -> &'a mut (i64, i64) {
+/// One day's counts: screen to (reached, left).
+type DayCounts = HashMap<String, (i64, i64)>;
+
+fn count<'a>(day: &'a mut DayCounts, screen: &str) -> &'a mut (i64, i64) {
     if !day.contains_key(screen) {
         day.insert(screen.to_owned(), (0, 0));
     }

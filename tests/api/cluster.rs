@@ -90,6 +90,8 @@ impl Node {
                 "testCallbackSecretXq7vT2kd9LwP4n".into(),
             ),
             ("REDIS_URL".into(), redis_url.to_owned()),
+            // The test cluster keeps nothing on disk (see the start-up check's own test).
+            ("DUKA_ALLOW_NO_PERSISTENCE".into(), "1".into()),
         ]);
         for (key, value) in env {
             vars.insert((*key).to_owned(), value.clone());
@@ -493,6 +495,39 @@ async fn forty_shoppers_alternating_between_two_nodes_each_pay_once_and_get_one_
     for node in nodes {
         node.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_cluster_whose_masters_keep_nothing_on_disk_unless_allowed() {
+    let cluster = shared_cluster().await;
+    let settings = |allow: &str| {
+        let env = HashMap::from([
+            ("DUKA_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "DUKA_MENUS".to_owned(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/menus").to_owned(),
+            ),
+            ("REDIS_URL".to_owned(), cluster.url()),
+            ("DUKA_ALLOW_NO_PERSISTENCE".to_owned(), allow.to_owned()),
+        ]);
+        Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
+    };
+    let options = || BuildOptions {
+        run_worker: false,
+        ..BuildOptions::default()
+    };
+    let refused = Application::build(settings("0"), options())
+        .await
+        .err()
+        .expect("refused");
+    let why = format!("{refused:#}");
+    assert!(
+        why.contains("Redis Cluster master redis://127.0.0.1:")
+            && why.contains("appendonly no")
+            && why.contains("DUKA_ALLOW_NO_PERSISTENCE"),
+        "{why}"
+    );
+    assert!(Application::build(settings("1"), options()).await.is_ok());
 }
 
 /// The screens with the order number (random) replaced by `ORDER`.

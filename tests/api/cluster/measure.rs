@@ -54,6 +54,8 @@ impl Serve {
             .env("DUKA_KEY_PREFIX", prefix)
             .env("MPESA_CALLBACK_SECRET", "testCallbackSecretXq7vT2kd9LwP4n")
             .env("REDIS_URL", redis_url)
+            // The test cluster keeps nothing on disk.
+            .env("DUKA_ALLOW_NO_PERSISTENCE", "1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
