@@ -106,11 +106,23 @@ impl IntoResponse for AppError {
 }
 
 /// Logs every [`AppError`] once, where it is handled: malformed callbacks as warnings (someone
-/// else's bug).
+/// else's bug); and every 5xx answer as an error, with its method and path (what
+/// `tower_http`'s trace layer did, without its per-request span and future on the hot path:
+/// the hop has its own span, see [`crate::ussd`]).
 pub async fn log_app_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     if let Some(LoggedError(error)) = response.extensions().get::<LoggedError>() {
         tracing::warn!(error.message = %error, "rejected a malformed callback");
+    }
+    if response.status().is_server_error() {
+        tracing::error!(
+            http.method = %method,
+            http.path = %crate::telemetry::path_for_log(&path),
+            http.status = response.status().as_u16(),
+            "request failed"
+        );
     }
     response
 }

@@ -17,7 +17,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::background::Background;
 use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
@@ -100,8 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::operator::endpoint::router())
         .merge(crate::console::router(&state))
         .layer(axum::middleware::from_fn(crate::error::log_app_errors))
-        .layer(TraceLayer::new_for_http())
-        // Outside the trace layer, which logs every 5xx as an ERROR: a 503 here is a normal
+        // Outside the error log, which logs every 5xx as an ERROR: a 503 here is a normal
         // answer, logged by the handler once per change.
         .route("/readyz", get(readyz))
         .layer(TimeoutLayer::with_status_code(

@@ -132,3 +132,42 @@ mod tests {
         );
     }
 }
+
+/// A request path fit for a log line: the secret segment of `/payments/{secret}/…` and
+/// `/sms/{secret}/…` becomes `{secret}`, and input-bearing paths are cut to their route.
+pub fn path_for_log(path: &str) -> String {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    match first {
+        "payments" | "sms" => {
+            let rest: Vec<&str> = segments.skip(1).collect();
+            if rest.is_empty() {
+                format!("/{first}")
+            } else {
+                format!("/{first}/{{secret}}/{}", rest.join("/"))
+            }
+        }
+        "ussd" => match segments.next() {
+            Some(gateway) => format!("/ussd/{gateway}"),
+            None => "/ussd".to_owned(),
+        },
+        _ => format!("/{first}"),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn secrets_never_reach_the_log() {
+        assert_eq!(
+            super::path_for_log("/payments/s3cr3tXYZ/c2b/confirm"),
+            "/payments/{secret}/c2b/confirm"
+        );
+        assert_eq!(
+            super::path_for_log("/sms/s3cr3t/delivery"),
+            "/sms/{secret}/delivery"
+        );
+        assert_eq!(super::path_for_log("/ussd/hubtel/x?y"), "/ussd/hubtel");
+        assert_eq!(super::path_for_log("/console/orders/D7K2Q9"), "/console");
+    }
+}
