@@ -311,23 +311,28 @@ pub fn is_duplicate(error: &MpesaError) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::mpesa::DarajaConfig;
     use secrecy::SecretString;
 
     const REFERENCE: &str = include_str!("reference-refunds.md");
 
-    /// The JSON block after the heading line `heading` in the reference.
-    fn golden(heading: &str) -> serde_json::Value {
-        let at = REFERENCE.find(heading).expect(heading);
-        let rest = &REFERENCE[at..];
+    /// The text of the first JSON block after the line `heading` in `reference`.
+    pub(crate) fn json_block(reference: &str, heading: &str) -> String {
+        let at = reference.find(heading).expect(heading);
+        let rest = &reference[at..];
         let start = rest.find("```json").expect("a json block") + "```json".len();
         let end = rest[start..].find("```").expect("its end") + start;
-        serde_json::from_str(&rest[start..end]).expect("golden JSON")
+        rest[start..end].to_owned()
     }
 
-    fn client() -> DarajaClient {
+    fn golden(heading: &str) -> serde_json::Value {
+        serde_json::from_str(&json_block(REFERENCE, heading)).expect("golden JSON")
+    }
+
+    /// A client for the golden bodies: the reference's shortcode and initiator.
+    pub(crate) fn client() -> DarajaClient {
         DarajaClient::new(
             DarajaConfig::new(
                 "https://sandbox.safaricom.co.ke",

@@ -263,37 +263,12 @@ pub struct StatusParseError(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpesa::DarajaConfig;
-    use secrecy::SecretString;
+    use crate::mpesa::refunds::tests::{client, json_block};
 
     const REFERENCE: &str = include_str!("reference-status.md");
 
-    /// The JSON block after the line `heading` in the reference.
     fn block(heading: &str) -> String {
-        let at = REFERENCE.find(heading).expect(heading);
-        let rest = &REFERENCE[at..];
-        let start = rest.find("```json").expect("a json block") + "```json".len();
-        let end = rest[start..].find("```").expect("its end") + start;
-        rest[start..end].to_owned()
-    }
-
-    fn client() -> DarajaClient {
-        DarajaClient::new(
-            DarajaConfig::new(
-                "https://sandbox.safaricom.co.ke",
-                "key",
-                SecretString::from("secret".to_owned()),
-                "600984",
-                SecretString::from("passkey".to_owned()),
-            )
-            .with_initiator(Some((
-                "testapi".to_owned(),
-                SecretString::from(
-                    "EsJocK7+NjqZPC3I3EO+TbvS+xVb9TymWwaKABoaZr/Z/n0UysSs==".to_owned(),
-                ),
-            ))),
-        )
-        .unwrap()
+        json_block(REFERENCE, heading)
     }
 
     fn query(receipt: &str) -> StatusQuery<'_> {

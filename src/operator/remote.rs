@@ -38,12 +38,7 @@ pub async fn request_refund(
     amount: Option<crate::money::Kes>,
 ) -> Result<super::ReportRefund, RemoteError> {
     let body = super::endpoint::RefundBody { amount };
-    let (base, response) =
-        send(base_url, token, &["orders", number, "refunds"], Some(&body)).await?;
-    if response.status().as_u16() == 201 {
-        return response.json().await.map_err(RemoteError::Unreadable);
-    }
-    Err(refusal(&base, response).await)
+    create(base_url, token, &["orders", number, "refunds"], &body).await
 }
 
 /// Fetches one order's report from the server at `base_url`. `Ok(None)` when there is no such
@@ -56,19 +51,7 @@ pub async fn fetch_report(
     token: &SecretString,
     number: &str,
 ) -> Result<Option<OrderReport>, RemoteError> {
-    let (base, response) = send::<()>(base_url, token, &["orders", number], None).await?;
-    if response.status().as_u16() == 200 {
-        return response
-            .json()
-            .await
-            .map(Some)
-            .map_err(RemoteError::Unreadable);
-    }
-    match refusal(&base, response).await {
-        // The endpoint's own 404 names the order (a bare one is `NoEndpoint`).
-        RemoteError::Failed { status: 404, .. } => Ok(None),
-        other => Err(other),
-    }
+    fetch(base_url, token, &["orders", number]).await
 }
 
 /// Asks the server at `base_url` to look the payment `receipt` up (`duka mpesa find`).
@@ -84,12 +67,7 @@ pub async fn request_find(
     let body = super::endpoint::FindBody {
         order: order.map(str::to_owned),
     };
-    let (base, response) =
-        send(base_url, token, &["payments", receipt, "find"], Some(&body)).await?;
-    if response.status().as_u16() == 201 {
-        return response.json().await.map_err(RemoteError::Unreadable);
-    }
-    Err(refusal(&base, response).await)
+    create(base_url, token, &["payments", receipt, "find"], &body).await
 }
 
 /// The lookup of `receipt` on the server at `base_url`; `Ok(None)` when there is none.
@@ -101,7 +79,31 @@ pub async fn fetch_lookup(
     token: &SecretString,
     receipt: &str,
 ) -> Result<Option<crate::payments::find::Lookup>, RemoteError> {
-    let (base, response) = send::<()>(base_url, token, &["payments", receipt], None).await?;
+    fetch(base_url, token, &["payments", receipt]).await
+}
+
+/// POSTs `body`; the created thing from a 201, else the refusal.
+async fn create<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    base_url: &str,
+    token: &SecretString,
+    segments: &[&str],
+    body: &B,
+) -> Result<T, RemoteError> {
+    let (base, response) = send(base_url, token, segments, Some(body)).await?;
+    if response.status().as_u16() == 201 {
+        return response.json().await.map_err(RemoteError::Unreadable);
+    }
+    Err(refusal(&base, response).await)
+}
+
+/// GETs one thing; `Ok(None)` for the endpoint's own 404 (which names what is missing; a bare
+/// one is [`RemoteError::NoEndpoint`]).
+async fn fetch<T: serde::de::DeserializeOwned>(
+    base_url: &str,
+    token: &SecretString,
+    segments: &[&str],
+) -> Result<Option<T>, RemoteError> {
+    let (base, response) = send::<()>(base_url, token, segments, None).await?;
     if response.status().as_u16() == 200 {
         return response
             .json()

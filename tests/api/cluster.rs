@@ -500,18 +500,7 @@ async fn forty_shoppers_alternating_between_two_nodes_each_pay_once_and_get_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_a_cluster_whose_masters_keep_nothing_on_disk_unless_allowed() {
     let cluster = shared_cluster().await;
-    let settings = |allow: &str| {
-        let env = HashMap::from([
-            ("DUKA_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "DUKA_MENUS".to_owned(),
-                concat!(env!("CARGO_MANIFEST_DIR"), "/menus").to_owned(),
-            ),
-            ("REDIS_URL".to_owned(), cluster.url()),
-            ("DUKA_ALLOW_NO_PERSISTENCE".to_owned(), allow.to_owned()),
-        ]);
-        Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
-    };
+    let settings = |allow: &str| crate::helpers::settings_on(&cluster.url(), allow);
     let options = || BuildOptions {
         run_worker: false,
         ..BuildOptions::default()

@@ -4,7 +4,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duka::config::Settings;
 use duka::msisdn::Msisdn;
 use duka::orders::OrderStatus;
 use duka::sms::outbox::SendStatus;
@@ -95,18 +94,7 @@ impl Drop for KillableRedis {
 #[tokio::test]
 async fn start_up_refuses_a_redis_without_appendonly_unless_allowed() {
     let redis = KillableRedis::start(&["--appendonly", "no"]);
-    let settings = |allow: &str| {
-        let env = std::collections::HashMap::from([
-            ("DUKA_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "DUKA_MENUS".to_owned(),
-                concat!(env!("CARGO_MANIFEST_DIR"), "/menus").to_owned(),
-            ),
-            ("REDIS_URL".to_owned(), redis.url()),
-            ("DUKA_ALLOW_NO_PERSISTENCE".to_owned(), allow.to_owned()),
-        ]);
-        Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
-    };
+    let settings = |allow: &str| crate::helpers::settings_on(&redis.url(), allow);
     let options = || BuildOptions {
         run_worker: false,
         ..BuildOptions::default()

@@ -421,3 +421,18 @@ fn init_test_log() {
             .try_init();
     }
 }
+
+/// The settings of a node on the Redis at `redis_url` (a single server or `redis+cluster://`),
+/// with `DUKA_ALLOW_NO_PERSISTENCE` set to `allow`: for the start-up persistence checks.
+pub fn settings_on(redis_url: &str, allow: &str) -> duka::config::Settings {
+    let env = HashMap::from([
+        ("DUKA_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "DUKA_MENUS".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/menus").to_owned(),
+        ),
+        ("REDIS_URL".to_owned(), redis_url.to_owned()),
+        ("DUKA_ALLOW_NO_PERSISTENCE".to_owned(), allow.to_owned()),
+    ]);
+    duka::config::Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
+}
