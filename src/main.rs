@@ -360,8 +360,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))?;
             let (confirm, validate) = settings.c2b_urls(&public_url);
             let registered = client.register_c2b_urls(&confirm, &validate).await?;
+            let which = match &settings.mpesa_till {
+                Some(till) => format!("store number {shortcode} (Buy Goods till {till})"),
+                None => format!("paybill {shortcode}"),
+            };
             println!(
-                "registered the C2B URLs of paybill {shortcode} (ResponseType Completed): {} ({})",
+                "registered the C2B URLs of {which} (ResponseType Completed): {} ({})",
                 registered.response_description, registered.originator_conversation_id
             );
             Ok(ExitCode::SUCCESS)
