@@ -201,9 +201,10 @@ async fn find(
         Err(e @ crate::payments::find::FindError::NoOrder(_)) => {
             error(StatusCode::NOT_FOUND, e.to_string())
         }
-        Err(e @ crate::payments::find::FindError::NotAReceipt(_)) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
+        Err(
+            e @ (crate::payments::find::FindError::NotAReceipt(_)
+            | crate::payments::find::FindError::AppliedElsewhere { .. }),
+        ) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -127,6 +127,8 @@ pub enum FindError {
     NotAReceipt(String),
     #[error("no order {0}")]
     NoOrder(String),
+    #[error("payment {receipt} is already on order {order}: it is not applied to a second order")]
+    AppliedElsewhere { receipt: String, order: String },
     #[error("the lookup of {0} kept changing under us; try again")]
     Contended(String),
     #[error(transparent)]
@@ -221,6 +223,16 @@ async fn start(
         let raw = shop.store.get_one(&key).await?;
         let earlier: Option<Lookup> = from_json(raw.as_deref());
         if let Some(earlier) = &earlier {
+            if let (LookupState::Applied, false, Some(held), Some(asked)) =
+                (earlier.state, earlier.fold_check, &earlier.order, &order)
+            {
+                if held != asked {
+                    return Err(FindError::AppliedElsewhere {
+                        receipt,
+                        order: held.clone(),
+                    });
+                }
+            }
             let in_flight = !earlier.state.is_final() && now - earlier.updated_at_ms < IN_FLIGHT_MS;
             let same_order = order.is_none() || order == earlier.order;
             let answered = earlier.state == LookupState::Applied && !fold_check;
@@ -230,9 +242,14 @@ async fn start(
         }
         let lookup = Lookup {
             receipt: receipt.clone(),
-            order: order
-                .clone()
-                .or_else(|| earlier.as_ref().and_then(|e| e.order.clone())),
+            // A retry after a timeout or a refusal keeps the order named before; an answer that
+            // could not be placed (or placed elsewhere) does not carry a wrong guess forward.
+            order: order.clone().or_else(|| {
+                earlier
+                    .as_ref()
+                    .filter(|e| matches!(e.state, LookupState::TimedOut | LookupState::Failed))
+                    .and_then(|e| e.order.clone())
+            }),
             state: LookupState::Requested,
             tries: earlier.as_ref().map_or(0, |e| e.tries) + 1,
             requested_at_ms: now,
@@ -395,20 +412,32 @@ pub async fn on_result(
     let (state, order, applied, paid) = match found {
         _ if timeout => (LookupState::TimedOut, lookup.order.clone(), None, None),
         Some(found) if found.completed() => {
-            let order = match lookup.order.clone().or_else(|| {
+            // The order the payment's C2B validation named, if it had one: it wins over a
+            // guess, and an operator naming another order is told rather than obeyed.
+            let seen = shop
+                .store
+                .get_one(&shop.keys.c2b_seen(&receipt))
+                .await?
+                .and_then(|raw| String::from_utf8(raw).ok());
+            let named = lookup.order.clone().or_else(|| {
                 found
                     .bill_reference
                     .as_deref()
                     .map(crate::orders::normalise_order_number)
-            }) {
-                Some(order) => Some(order),
-                None => {
-                    let seen = shop.store.get_one(&shop.keys.c2b_seen(&receipt)).await?;
-                    seen.and_then(|raw| String::from_utf8(raw).ok())
-                }
+            });
+            let conflict = match (&named, &seen) {
+                (Some(named), Some(seen)) if named != seen => Some(format!(
+                    "M-Pesa's validation of this payment named order {seen}, not {named}: nothing applied; check with the shopper"
+                )),
+                _ => None,
+            };
+            let order = if conflict.is_some() {
+                None
+            } else {
+                named.or(seen)
             };
             match order {
-                None => (LookupState::Unplaced, None, None, None),
+                None => (LookupState::Unplaced, lookup.order.clone(), conflict, None),
                 Some(number) => {
                     let event = if lookup.fold_check {
                         Event::FoldChecked {

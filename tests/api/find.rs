@@ -72,13 +72,41 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
         .configure(|c| c.status_outcome = StatusOutcome::AnsweredTwice);
     let (number, receipt) = paid_but_unheard(&app, "0712140001", true).await;
 
-    // Act: the operator types the receipt the shopper quotes, in lower case.
+    let other = app.phone("0712140005").buy().await;
+
+    // Act: the operator first names the wrong order; then types the receipt the shopper
+    // quotes, in lower case, without one.
+    find::request(&app.state.shop, &receipt, Some(&other))
+        .await
+        .unwrap();
+    let wrong = settled_lookup(&app, &receipt).await;
     let asked = find::request(&app.state.shop, &receipt.to_lowercase(), None)
         .await
         .unwrap();
-    let lookup = settled_lookup(&app, &receipt).await;
+    let lookup = eventually("the second lookup to end", WAIT, || async {
+        find::load(&app.state.shop, &receipt)
+            .await
+            .unwrap()
+            .filter(|l| l.state.is_final() && l.tries == 2)
+    })
+    .await;
 
-    // Assert
+    // Assert: validation named the order, so the wrong one was not paid.
+    assert_eq!(wrong.state, LookupState::Unplaced, "{wrong:?}");
+    assert!(
+        wrong
+            .applied
+            .as_deref()
+            .is_some_and(|a| a.contains(&format!("named order {number}, not {other}"))),
+        "{wrong:?}"
+    );
+    assert!(app
+        .order(&other)
+        .await
+        .unwrap()
+        .payments
+        .iter()
+        .all(|p| p.receipt.as_deref() != Some(receipt.as_str())));
     assert_eq!(asked.state, LookupState::Requested);
     assert_eq!(lookup.state, LookupState::Applied, "{lookup:?}");
     assert_eq!(lookup.order.as_deref(), Some(number.as_str()));
@@ -101,7 +129,7 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
     })
     .await;
     let queries = app.mpesa().requests_to(Endpoint::TransactionStatus);
-    assert_eq!(queries.len(), 1);
+    assert_eq!(queries.len(), 2);
     let body = &queries[0].body;
     assert_eq!(body["CommandID"], json!("TransactionStatusQuery"));
     assert_eq!(body["TransactionID"], json!(receipt));
@@ -113,7 +141,7 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
         .unwrap()
         .ends_with("/status/result"));
 
-    // The result came twice and asking again sends nothing: still one payment, one receipt.
+    // Each result came twice and asking again sends nothing: one payment, one receipt.
     eventually("both result callbacks", WAIT, || async {
         let results = app
             .mpesa()
@@ -121,16 +149,20 @@ async fn a_lost_paybill_confirmation_is_found_by_its_receipt_and_pays_the_order_
             .into_iter()
             .filter(|c| c.kind == duka::sandbox::mpesa::CallbackKind::Status)
             .count();
-        (results == 2).then_some(())
+        (results == 4).then_some(())
     })
     .await;
     let again = find::request(&app.state.shop, &receipt, None)
         .await
         .unwrap();
     assert_eq!(again.state, LookupState::Applied);
+    assert!(matches!(
+        find::request(&app.state.shop, &receipt, Some(&other)).await,
+        Err(FindError::AppliedElsewhere { order, .. }) if order == number
+    ));
     assert_eq!(
         app.mpesa().requests_to(Endpoint::TransactionStatus).len(),
-        1
+        2
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.order(&number).await.unwrap().payments.len(), 1);
