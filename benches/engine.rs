@@ -190,7 +190,7 @@ fn order_number(c: &mut Criterion) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     let shard = duka::keys::shard_of("254712345678");
     group.bench_function("draw_in_shard", |b| {
-        b.iter(|| duka::orders::draw_order_number(&mut rng, black_box(shard)))
+        b.iter(|| duka::orders::draw_order_number(&mut rng, black_box(shard), &[]))
     });
     group.finish();
 }

@@ -99,6 +99,13 @@ pub struct Settings {
     /// `MPESA_INITIATOR_NAME` and `MPESA_SECURITY_CREDENTIAL`: the API operator refunds are made
     /// as. Both or neither; with the sandbox, the sandbox's own.
     pub mpesa_initiator: Option<(String, SecretString)>,
+    /// `DUKA_SHOPS`: the shops served beside this one ([`crate::shops`]).
+    pub shops: Vec<crate::shops::ExtraShop>,
+    /// The characters this shop's order numbers may start with (all of
+    /// [`crate::orders::ORDER_ALPHABET`] but the other shops' prefixes).
+    pub order_first_chars: Vec<u8>,
+    /// The built-in M-Pesa sandbox's paybill, when not the default (each demo shop has its own).
+    pub sandbox_shortcode: Option<String>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -299,7 +306,7 @@ impl Settings {
             }
         };
 
-        let settings = Settings {
+        let mut settings = Settings {
             listen,
             public_url,
             menus_dir: PathBuf::from(var("DUKA_MENUS").unwrap_or_else(|| "menus".to_owned())),
@@ -327,7 +334,12 @@ impl Settings {
                 var("MPESA_SECURITY_CREDENTIAL"),
                 &mut problems,
             ),
+            shops: Vec::new(),
+            order_first_chars: crate::orders::ORDER_ALPHABET.to_vec(),
+            sandbox_shortcode: None,
         };
+        settings.shops = crate::shops::from_lookup(&|name| lookup(name), &settings, &mut problems);
+        settings.order_first_chars = crate::shops::default_first_chars(&settings.shops);
         if problems.is_empty() {
             Ok(settings)
         } else {

@@ -35,6 +35,7 @@ pub mod gateway;
 pub mod reload;
 pub mod session;
 pub mod shop;
+pub mod shops;
 pub mod ussd;
 // Background work, payments and SMS.
 pub mod background;

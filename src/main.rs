@@ -213,10 +213,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             operator_token_file,
         } => {
-            let settings = Settings::from_env()?;
+            let (settings, mount) = operator_settings()?;
             let report = if settings.store == duka::config::StoreSettings::Embedded {
                 // The demo: its store lives inside `duka serve`, so ask the running server.
-                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
                 let token = duka::operator::endpoint::read_token(&operator_token_file)
                     .with_context(|| {
                         format!(
@@ -251,10 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             operator_token_file,
         } => {
-            let settings = Settings::from_env()?;
+            let (settings, mount) = operator_settings()?;
             let number = duka::orders::normalise_order_number(&number);
             let approved = if settings.store == duka::config::StoreSettings::Embedded {
-                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
                 let token = duka::operator::endpoint::read_token(&operator_token_file)
                     .with_context(|| {
                         format!(
@@ -291,9 +291,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     operator_token_file,
                 },
         } => {
-            let settings = Settings::from_env()?;
+            let (settings, mount) = operator_settings()?;
             let target = if settings.store == duka::config::StoreSettings::Embedded {
-                let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
                 let token = duka::operator::endpoint::read_token(&operator_token_file)
                     .with_context(|| {
                         format!(
@@ -334,7 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mpesa {
             command: MpesaCommand::RegisterUrls,
         } => {
-            let settings = Settings::from_env()?;
+            let (settings, _) = operator_settings()?;
             duka::telemetry::init(&settings.log_format);
             let duka::config::MpesaSettings::Daraja {
                 base_url,
@@ -370,22 +370,80 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { menus, graph } => match Catalog::load(&menus) {
-            Ok(catalog) => {
-                match graph {
-                    Some(format) => {
-                        print!("{}", duka::graph::Graph::of(&catalog).render(format));
-                        eprintln!("{}: menus and catalog are valid", menus.display());
+        Command::Check { menus, graph } => {
+            // Every shop of DUKA_SHOPS too, each from its own menus folder.
+            let mut folders = vec![menus];
+            for id in std::env::var("DUKA_SHOPS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+            {
+                match std::env::var(duka::shops::variable(id, "DUKA_MENUS")) {
+                    Ok(dir) => folders.push(PathBuf::from(dir)),
+                    Err(_) => {
+                        eprintln!(
+                            "shop {id}: {} is not set",
+                            duka::shops::variable(id, "DUKA_MENUS")
+                        );
+                        return Ok(ExitCode::FAILURE);
                     }
-                    None => println!("{}: menus and catalog are valid", menus.display()),
                 }
-                Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
+            let mut ok = true;
+            for menus in &folders {
+                match Catalog::load(menus) {
+                    Ok(catalog) => match graph {
+                        Some(format) => {
+                            print!("{}", duka::graph::Graph::of(&catalog).render(format));
+                            eprintln!("{}: menus and catalog are valid", menus.display());
+                        }
+                        None => println!("{}: menus and catalog are valid", menus.display()),
+                    },
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ok = false;
+                    }
+                }
             }
-        },
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// The settings an operator command acts on: the default shop's, or with `DUKA_SHOP=<id>` those
+/// of that shop of `DUKA_SHOPS`; and where that shop is mounted (`""` or `/shops/<id>`).
+fn operator_settings() -> anyhow::Result<(Settings, String)> {
+    let settings = Settings::from_env()?;
+    match std::env::var("DUKA_SHOP")
+        .ok()
+        .filter(|id| !id.trim().is_empty())
+    {
+        None => Ok((settings, String::new())),
+        Some(id) => {
+            let id = id.trim().to_owned();
+            let known: Vec<String> = settings.shops.iter().map(|s| s.id.clone()).collect();
+            let shop = settings
+                .shops
+                .into_iter()
+                .find(|s| s.id == id)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "DUKA_SHOP={id} is not one of DUKA_SHOPS ({})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                })?;
+            let path = shop.path();
+            Ok((shop.settings, path))
+        }
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn shop_in_store(
             session_cache: 0,
             push_limits: settings.limits.clone(),
             till: settings.mpesa_till.clone(),
+            order_first: settings.order_first_chars.clone(),
         },
         crate::shop::Clock::system(),
         None,

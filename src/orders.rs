@@ -25,10 +25,22 @@ pub const ORDER_NUMBER_LEN: usize = 6;
 /// Draws are independent, so about one in [`crate::keys::SHARDS`] lands in the shard: 64 draws
 /// on average, microseconds in all. Uniqueness is checked when the order is written (the write
 /// is guarded on the key being absent), not here.
-pub fn draw_order_number(rng: &mut impl Rng, shard: u16) -> String {
+///
+/// `first` holds the characters the number may start with (a shop of [`crate::shops`] has one,
+/// the default shop all the others); empty means any.
+pub fn draw_order_number(rng: &mut impl Rng, shard: u16, first: &[u8]) -> String {
+    let first = if first.is_empty() {
+        ORDER_ALPHABET
+    } else {
+        first
+    };
     loop {
-        let candidate: String = (0..ORDER_NUMBER_LEN)
-            .map(|_| char::from(ORDER_ALPHABET[rng.random_range(0..ORDER_ALPHABET.len())]))
+        let candidate: String = std::iter::once(first[rng.random_range(0..first.len())])
+            .chain(
+                (1..ORDER_NUMBER_LEN)
+                    .map(|_| ORDER_ALPHABET[rng.random_range(0..ORDER_ALPHABET.len())]),
+            )
+            .map(char::from)
             .collect();
         if shard_of(&candidate) == shard {
             return candidate;
@@ -390,7 +402,7 @@ mod tests {
     fn order_numbers_are_short_unambiguous_and_in_the_requested_shard() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         for shard in [0, 17, 63] {
-            let number = draw_order_number(&mut rng, shard);
+            let number = draw_order_number(&mut rng, shard, &[]);
             assert_eq!(number.len(), ORDER_NUMBER_LEN);
             assert!(
                 number.bytes().all(|b| ORDER_ALPHABET.contains(&b)),
@@ -404,8 +416,9 @@ mod tests {
     #[test]
     fn consecutive_order_numbers_do_not_follow_a_sequence() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
-        let numbers: std::collections::HashSet<String> =
-            (0..200).map(|_| draw_order_number(&mut rng, 5)).collect();
+        let numbers: std::collections::HashSet<String> = (0..200)
+            .map(|_| draw_order_number(&mut rng, 5, &[]))
+            .collect();
         assert_eq!(numbers.len(), 200);
     }
 

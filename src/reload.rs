@@ -96,6 +96,7 @@ mod tests {
                 session_cache: crate::session::cache::DEFAULT_CAPACITY,
                 push_limits: crate::limits::Limits::default(),
                 till: None,
+                order_first: Vec::new(),
             },
             Clock::system(),
             Some(1),

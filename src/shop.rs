@@ -34,6 +34,15 @@ impl Clock {
         Self { fixed: None }
     }
 
+    /// A clock of the same kind at the same time: the system clock, or a fixed one starting
+    /// where this one is now (each moves on its own from then).
+    pub fn twin(&self) -> Self {
+        match &self.fixed {
+            None => Self::system(),
+            Some(_) => Self::fixed(self.now_ms()),
+        }
+    }
+
     pub fn fixed(start_ms: i64) -> Self {
         Self {
             fixed: Some(AtomicI64::new(start_ms)),
@@ -76,6 +85,8 @@ pub struct ShopSettings {
     /// A Buy Goods till (`MPESA_TILL`): pushes go to it and shoppers are told to pay to it;
     /// `paybill` is then the store (head office) number.
     pub till: Option<String>,
+    /// The characters this shop's order numbers start with (see [`crate::shops`]; empty: any).
+    pub order_first: Vec<u8>,
 }
 
 impl ShopSettings {
@@ -163,7 +174,11 @@ impl Shop {
             .rng
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::orders::draw_order_number(&mut *rng, shard_of(msisdn.digits()))
+        crate::orders::draw_order_number(
+            &mut *rng,
+            shard_of(msisdn.digits()),
+            &self.settings.order_first,
+        )
     }
 
     /// A random number from the shop's random source (jitter, ids).

@@ -152,6 +152,19 @@ pub struct BuildOptions {
     pub run_worker: bool,
     /// How often the worker sweeps every shard for due jobs.
     pub sweep_every: Duration,
+    /// Build a shop of `DUKA_SHOPS` mounted in another's server ([`crate::shops`]): no listener.
+    pub mount: Option<Mount>,
+}
+
+/// Where a shop of [`crate::shops`] is mounted, and what it takes from the default shop's start.
+#[derive(Clone, Debug)]
+pub struct Mount {
+    /// Its public base URL: the default shop's, plus `/shops/<id>`.
+    pub public_url: String,
+    /// The port of the shared listener.
+    pub port: u16,
+    /// The replicas a paid order waits for, as the default shop's start-up check found.
+    pub wait_replicas: Option<u32>,
 }
 
 impl Default for BuildOptions {
@@ -162,6 +175,7 @@ impl Default for BuildOptions {
             store: None,
             run_worker: true,
             sweep_every: Duration::from_secs(1),
+            mount: None,
         }
     }
 }
@@ -239,7 +253,10 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
-    listener: TcpListener,
+    /// `None` for a shop mounted in another's server.
+    listener: Option<TcpListener>,
+    /// The shops of `DUKA_SHOPS`, served under `/shops/<id>` ([`crate::shops`]).
+    mounted: Vec<(String, Application)>,
     state: AppState,
     handler: Option<Arc<dyn JobHandler>>,
     sweep_every: Duration,
@@ -260,6 +277,10 @@ impl Application {
     /// Anything that would make the node unable to serve: invalid menus, an unreachable store,
     /// a port in use, a half-configured upstream.
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
+        Box::pin(Self::build_shop(settings, options)).await
+    }
+
+    async fn build_shop(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::load(&settings.menus_dir).with_context(|| {
             format!("the menus in {} are invalid", settings.menus_dir.display())
         })?);
@@ -268,7 +289,10 @@ impl Application {
             None => connect_store(&settings.store).await?,
         };
         let mut limits = settings.limits.clone();
-        if let StoreSettings::Redis { url } = &settings.store {
+        let mounted = options.mount.clone();
+        if let Some(mount) = &mounted {
+            limits.wait_replicas = mount.wait_replicas;
+        } else if let StoreSettings::Redis { url } = &settings.store {
             let found =
                 crate::durability::check_persistence(url, settings.limits.allow_no_persistence)
                     .await
@@ -278,7 +302,7 @@ impl Application {
                 &found,
             ));
         }
-        if let StoreSettings::Cluster { seeds } = &settings.store {
+        if let (StoreSettings::Cluster { seeds }, None) = (&settings.store, &mounted) {
             let found = crate::durability::check_cluster_persistence(
                 seeds,
                 settings.limits.allow_no_persistence,
@@ -290,11 +314,17 @@ impl Application {
                 &found,
             ));
         }
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("could not listen on {}", settings.listen))?;
-        let bound = listener.local_addr()?;
-        let public_url = settings.public_url_for(bound);
+        let (listener, port, public_url) = match &mounted {
+            Some(mount) => (None, mount.port, mount.public_url.clone()),
+            None => {
+                let listener = TcpListener::bind(settings.listen)
+                    .await
+                    .with_context(|| format!("could not listen on {}", settings.listen))?;
+                let bound = listener.local_addr()?;
+                let public_url = settings.public_url_for(bound);
+                (Some(listener), bound.port(), public_url)
+            }
+        };
         if settings.callback_secret_generated {
             tracing::warn!(
                 "MPESA_CALLBACK_SECRET is not set: generated one for this run (demo only); payment callbacks go to {}",
@@ -306,10 +336,15 @@ impl Application {
         let daraja = match &settings.mpesa {
             MpesaSettings::Sandbox => {
                 // The demo's paybill has External Validation, so a wrong amount is refused.
+                let defaults = MpesaSandboxConfig::default();
                 let sandbox = MpesaSandbox::start(MpesaSandboxConfig {
                     c2b_validation: true,
                     till: settings.mpesa_till.clone(),
-                    ..MpesaSandboxConfig::default()
+                    shortcode: settings
+                        .sandbox_shortcode
+                        .clone()
+                        .unwrap_or(defaults.shortcode.clone()),
+                    ..defaults
                 })
                 .await
                 .context("could not start the built-in M-Pesa sandbox")?;
@@ -390,6 +425,7 @@ impl Application {
             }
         };
 
+        let shared_store = store.clone();
         let shop = Arc::new(Shop::new(
             store,
             Keys::new(settings.key_prefix.clone()),
@@ -403,6 +439,7 @@ impl Application {
                 session_cache: settings.session_cache,
                 push_limits: settings.limits.clone(),
                 till: daraja.till().map(str::to_owned),
+                order_first: settings.order_first_chars.clone(),
             },
             options.clock,
             options.seed,
@@ -453,7 +490,7 @@ impl Application {
         let mut state = state;
         let ussd_base_url = format!(
             "http://127.0.0.1:{}{}",
-            bound.port(),
+            port,
             settings
                 .ussd
                 .secret
@@ -463,6 +500,9 @@ impl Application {
         );
         let secure = public_url.starts_with("https://");
         match &settings.console_password_hash {
+            Some(_) if mounted.is_some() => tracing::info!(
+                "the operator console shows the default shop only; this shop's orders: duka order with DUKA_SHOP set"
+            ),
             Some(hash) => {
                 let console =
                     crate::console::Console::new(
@@ -479,9 +519,40 @@ impl Application {
                 "DUKA_CONSOLE_PASSWORD_HASH is not set: the operator console is off (the demo turns it on)"
             ),
         }
+        let mut shops = Vec::new();
+        for extra in &settings.shops {
+            let path = extra.path();
+            let built = Box::pin(Self::build_shop(
+                extra.settings.clone(),
+                BuildOptions {
+                    seed: options
+                        .seed
+                        .map(|seed| seed.wrapping_add(shops.len() as u64 + 1)),
+                    clock: state.shop.clock.twin(),
+                    store: Some(shared_store.clone()),
+                    run_worker: options.run_worker,
+                    sweep_every: options.sweep_every,
+                    mount: Some(Mount {
+                        public_url: format!("{public_url}{path}"),
+                        port,
+                        wait_replicas: state.limits.wait_replicas,
+                    }),
+                },
+            ))
+            .await
+            .with_context(|| format!("shop {} (DUKA_SHOPS)", extra.id))?;
+            tracing::info!(
+                "shop {} on {public_url}{path}/ussd/<gateway> (menus {}, orders {}…)",
+                extra.id,
+                extra.settings.menus_dir.display(),
+                char::from(extra.order_prefix)
+            );
+            shops.push((path, built));
+        }
         Ok(Self {
             console_ussd_base_url: ussd_base_url,
             listener,
+            mounted: shops,
             state,
             handler,
             sweep_every: options.sweep_every,
@@ -506,7 +577,11 @@ impl Application {
             "operator endpoint on: `duka order NUMBER` reads its token from {}",
             token_file.display()
         );
-        self.state.operator = Some(Arc::new(access));
+        let access = Arc::new(access);
+        for (_, shop) in &mut self.mounted {
+            shop.state.operator = Some(access.clone());
+        }
+        self.state.operator = Some(access);
         Ok(())
     }
 
@@ -554,10 +629,33 @@ impl Application {
         &self.public_url
     }
 
+    /// The address the server listens on.
+    ///
+    /// # Panics
+    /// On a shop mounted in another's server, which has no listener of its own.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .as_ref()
+            .expect("a shop's server has a listener (mounted shops share it)")
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The shop of `DUKA_SHOPS` with this id: its state (store, keys, metrics), for tests and
+    /// operator tools.
+    pub fn shop_state(&self, id: &str) -> Option<AppState> {
+        self.mounted
+            .iter()
+            .find(|(path, _)| path.strip_prefix("/shops/") == Some(id))
+            .map(|(_, app)| app.state())
+    }
+
+    /// The built-in stand-ins of the shop of `DUKA_SHOPS` with this id.
+    pub fn shop_sandboxes(&self, id: &str) -> Option<Sandboxes> {
+        self.mounted
+            .iter()
+            .find(|(path, _)| path.strip_prefix("/shops/") == Some(id))
+            .map(|(_, app)| app.sandboxes())
     }
 
     pub fn port(&self) -> u16 {
@@ -577,32 +675,20 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let recorder = self.state.recorder.clone();
-        let worker = self.handler.clone().map(|handler| {
-            tokio::spawn(run_worker(
-                self.state.shop.clone(),
-                handler,
-                self.sweep_every,
-                stop_rx.clone(),
-            ))
-        });
-        let funnel = tokio::spawn(crate::console::funnel::run_flusher(
-            self.state.funnel.clone(),
-            self.state.shop.clone(),
-            stop_rx.clone(),
-        ));
-        #[cfg(unix)]
-        if let Err(e) = crate::reload::reload_on_hangup(
-            self.state.shop.clone(),
-            self.menus_dir.clone(),
-            stop_rx.clone(),
-        ) {
-            tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
+        let mut background = self.start_background(&stop_rx);
+        let mut app = router(self.state.clone());
+        for (path, shop) in &self.mounted {
+            background.extend(shop.start_background(&stop_rx));
+            app = app.nest_service(path, router(shop.state.clone()));
         }
-        let app = router(self.state.clone());
         crate::serve::check_open_files(self.limits.max_connections);
+        let Some(listener) = self.listener else {
+            return Err(std::io::Error::other(
+                "a mounted shop is served by its default shop's server",
+            ));
+        };
         let served = crate::serve::serve(
-            self.listener,
+            listener,
             app,
             crate::serve::ServeLimits {
                 max_connections: self.limits.max_connections,
@@ -612,15 +698,48 @@ impl Application {
         )
         .await;
         let _ = stop_tx.send(true);
-        if let Some(worker) = worker {
-            let _ = worker.await;
+        for task in background {
+            let _ = task.await;
         }
-        let _ = funnel.await;
         // Sessions still open, and finished ones waiting on a payment, are written as they are.
-        if let Some(recorder) = recorder {
+        let recorders = std::iter::once(&self.state)
+            .chain(self.mounted.iter().map(|(_, shop)| &shop.state))
+            .filter_map(|state| state.recorder.clone());
+        for recorder in recorders {
             recorder.flush().await;
         }
         served
+    }
+
+    /// Starts this shop's job worker, funnel flusher and menu reload; they stop when `stop`
+    /// turns true.
+    fn start_background(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(handler) = self.handler.clone() {
+            tasks.push(tokio::spawn(run_worker(
+                self.state.shop.clone(),
+                handler,
+                self.sweep_every,
+                stop.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(crate::console::funnel::run_flusher(
+            self.state.funnel.clone(),
+            self.state.shop.clone(),
+            stop.clone(),
+        )));
+        #[cfg(unix)]
+        if let Err(e) = crate::reload::reload_on_hangup(
+            self.state.shop.clone(),
+            self.menus_dir.clone(),
+            stop.clone(),
+        ) {
+            tracing::warn!(error.message = %e, "cannot reload the menus on SIGHUP");
+        }
+        tasks
     }
 
     /// Serves until Ctrl-C or SIGTERM.

@@ -484,12 +484,15 @@ async fn forty_shoppers_alternating_between_two_nodes_each_pay_once_and_get_one_
         assert_paid_once_and_receipted_once(&nodes, number).await;
         assert_eq!(pushes_of(&nodes, number), 1, "one STK push for {number}");
     }
-    for (i, node) in nodes.iter().enumerate() {
-        assert!(
-            !node.mpesa.as_ref().expect("a sandbox").pushes().is_empty(),
-            "node {i} sent STK pushes"
-        );
-        assert!(!node.sms.messages().is_empty(), "node {i} sent receipts");
+    // Which node runs a job is whichever claims it first: usually both share the work, but one
+    // node may win every race (seen about once in ten runs), so only the totals are asserted.
+    let sent: usize = nodes
+        .iter()
+        .map(|n| n.mpesa.as_ref().expect("a sandbox").pushes().len())
+        .sum();
+    let receipts: usize = nodes.iter().map(|n| n.sms.messages().len()).sum();
+    assert_eq!((sent, receipts), (40, 40));
+    for node in &nodes {
         assert_eq!(node.store.cross_slot_calls(), Vec::<String>::new());
     }
     for node in nodes {

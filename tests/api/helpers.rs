@@ -63,6 +63,8 @@ pub struct TestApp {
     pub callback_secret: String,
     pub redis: Option<&'static TestRedis>,
     pub prefix: String,
+    /// The shops of `DUKA_SHOPS`, by id: their state and built-in sandboxes.
+    pub shops: HashMap<String, (AppState, duka::startup::Sandboxes)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -104,6 +106,7 @@ impl TestApp {
         }
         let prefix = env["DUKA_KEY_PREFIX"].clone();
         let settings = Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings");
+        let shop_ids: Vec<String> = settings.shops.iter().map(|s| s.id.clone()).collect();
         let build = BuildOptions {
             store: (options.store == StoreKind::Memory)
                 .then(|| Arc::new(MemoryStore::new()) as duka::store::SharedStore),
@@ -117,7 +120,16 @@ impl TestApp {
         let address = format!("http://{}", app.local_addr());
         let state = app.state();
         let sandboxes = app.sandboxes();
-        if let Some(mpesa) = &sandboxes.mpesa {
+        let shops: HashMap<String, (AppState, duka::startup::Sandboxes)> = shop_ids
+            .iter()
+            .map(|id| {
+                let state = app.shop_state(id).expect("a mounted shop");
+                let sandboxes = app.shop_sandboxes(id).expect("a mounted shop");
+                (id.clone(), (state, sandboxes))
+            })
+            .collect();
+        let all_sandboxes = std::iter::once(&sandboxes).chain(shops.values().map(|(_, s)| s));
+        for mpesa in all_sandboxes.filter_map(|s| s.mpesa.as_ref()) {
             let delay = options.callback_delay;
             mpesa.configure(|c| {
                 c.callback_delay = delay;
@@ -141,6 +153,7 @@ impl TestApp {
             callback_secret: secret,
             redis,
             prefix,
+            shops,
             shutdown: Some(tx),
             server: Some(server),
         }

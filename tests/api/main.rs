@@ -16,6 +16,7 @@ mod payments;
 mod refunds;
 mod robustness;
 mod round_trips;
+mod shops;
 mod sms;
 mod soak;
 mod till;

@@ -1870,7 +1870,7 @@ fn random_sessions_keep_every_screen_within_bounds_and_the_state_small() {
                 .orders
                 .push(summary(&format!("RND{i:03}"), 1_000, status));
         }
-        phone.next_order = crate::orders::draw_order_number(&mut rng, 0);
+        phone.next_order = crate::orders::draw_order_number(&mut rng, 0, &[]);
         phone.dial();
         for hop in 0..40 {
             let input = RANDOM_INPUTS[rng.random_range(0..RANDOM_INPUTS.len())];
