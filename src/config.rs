@@ -106,6 +106,9 @@ pub struct Settings {
     pub order_first_chars: Vec<u8>,
     /// The built-in M-Pesa sandbox's paybill, when not the default (each demo shop has its own).
     pub sandbox_shortcode: Option<String>,
+    /// `DUKA_SHOP_<ID>_SERVICE_CODE` of a shop of [`crate::shops`]: hops for this code that reach
+    /// the default shop's routes are served by this shop.
+    pub service_code: Option<String>,
 }
 
 /// Why the configuration cannot be used. Every problem is listed.
@@ -337,6 +340,7 @@ impl Settings {
             shops: Vec::new(),
             order_first_chars: crate::orders::ORDER_ALPHABET.to_vec(),
             sandbox_shortcode: None,
+            service_code: var("DUKA_SERVICE_CODE"),
         };
         settings.shops = crate::shops::from_lookup(&|name| lookup(name), &settings, &mut problems);
         settings.order_first_chars = crate::shops::default_first_chars(&settings.shops);

@@ -28,6 +28,7 @@ pub const OWN: &[&str] = &[
     "MPESA_PASSKEY",
     "MPESA_TILL",
     "DUKA_SHOPS",
+    "DUKA_SERVICE_CODE",
 ];
 
 /// One shop of `DUKA_SHOPS`.
@@ -100,6 +101,8 @@ pub fn from_lookup(
                 // Its own data: under its own prefix unless it names one.
                 "DUKA_KEY_PREFIX" => Some(format!("{}-{id}", main.key_prefix)),
                 "DUKA_PUBLIC_URL" => main.public_url.as_ref().map(|u| format!("{u}/shops/{id}")),
+                // Its fixtures apart: they replay against its own menus.
+                "DUKA_RECORD_DIR" => lookup(name).map(|dir| format!("{dir}/{id}")),
                 _ if OWN.contains(&name) => None,
                 _ => lookup(name),
             }
@@ -169,14 +172,25 @@ pub fn from_lookup(
                     settings,
                 });
             }
-            Err(e) => problems.extend(
-                e.problems
-                    .into_iter()
-                    .map(|p| format!("shop {id}: {p} (or {})", variable(id, "…"))),
-            ),
+            Err(e) => problems.extend(e.problems.into_iter().map(|p| {
+                format!(
+                    "shop {id}: {p} (a shop's own as {})",
+                    variable(id, "<NAME>")
+                )
+            })),
         }
     }
     shops
+}
+
+/// A service code as the gateways disagree on writing it: `*384*13#`, `384*13` → `384*13`.
+pub fn normalise_service_code(raw: &str) -> String {
+    raw.trim()
+        .trim_end_matches('#')
+        .trim_matches('*')
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '*')
+        .collect()
 }
 
 /// The first characters the default shop's order numbers may start with: all but the other
@@ -236,6 +250,31 @@ mod tests {
     }
 
     #[test]
+    fn service_codes_compare_however_a_gateway_writes_them() {
+        assert_eq!(normalise_service_code("*384*13#"), "384*13");
+        assert_eq!(normalise_service_code(" 384*13 "), "384*13");
+        assert_ne!(
+            normalise_service_code("*384*12#"),
+            normalise_service_code("*384*13#")
+        );
+    }
+
+    #[test]
+    fn a_shop_records_its_fixtures_in_a_folder_of_its_own() {
+        let settings = load(&[
+            ("DUKA_SHOPS", "beta"),
+            ("DUKA_SHOP_BETA_MENUS", "/b"),
+            ("DUKA_SHOP_BETA_ORDER_PREFIX", "B"),
+            ("DUKA_RECORD_DIR", "/srv/fixtures"),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.shops[0].settings.record_dir,
+            Some(std::path::PathBuf::from("/srv/fixtures/beta"))
+        );
+    }
+
+    #[test]
     fn every_misconfigured_shop_is_named() {
         let err = load(&[
             ("DUKA_SHOPS", "beta,Bad Id,beta,gamma"),
@@ -273,7 +312,11 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("shop beta"), "{err}");
-        assert!(err.contains("DUKA_SHOP_BETA_MPESA_SHORTCODE"), "{err}");
+        assert!(
+            err.contains("shop beta: M-Pesa is half configured"),
+            "{err}"
+        );
+        assert!(err.contains("MPESA_SHORTCODE"), "{err}");
+        assert!(err.contains("DUKA_SHOP_BETA_<NAME>"), "{err}");
     }
 }

@@ -63,6 +63,24 @@ pub struct AppState {
     pub console: Option<Arc<crate::console::Console>>,
     /// The menu funnel's counts, flushed to the store in the background.
     pub funnel: Arc<crate::console::funnel::Funnel>,
+    /// The shops of `DUKA_SHOPS` that name a service code, by normalised code: a hop for one
+    /// of them on this shop's routes is theirs ([`crate::shops`]).
+    pub service_codes: Arc<Vec<(String, AppState)>>,
+}
+
+impl AppState {
+    /// The shop a hop for `service_code` belongs to: a shop of `DUKA_SHOPS` with that code, else
+    /// this one.
+    pub fn for_service_code(&self, service_code: &str) -> &AppState {
+        if self.service_codes.is_empty() {
+            return self;
+        }
+        let code = crate::shops::normalise_service_code(service_code);
+        self.service_codes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(self, |(_, shop)| shop)
+    }
 }
 
 /// Who may post payment callbacks.
@@ -486,6 +504,7 @@ impl Application {
             limits: Arc::new(limits),
             console: None,
             funnel: Arc::default(),
+            service_codes: Arc::default(),
         };
         let mut state = state;
         let ussd_base_url = format!(
@@ -549,6 +568,17 @@ impl Application {
             );
             shops.push((path, built));
         }
+        state.service_codes = Arc::new(
+            settings
+                .shops
+                .iter()
+                .zip(&shops)
+                .filter_map(|(extra, (_, built))| {
+                    let code = extra.settings.service_code.as_deref()?;
+                    Some((crate::shops::normalise_service_code(code), built.state()))
+                })
+                .collect(),
+        );
         Ok(Self {
             console_ussd_base_url: ussd_base_url,
             listener,

@@ -23,6 +23,8 @@ use crate::startup::AppState;
 
 /// Answers one hop: the next screen, or an apology if Duka could not work it out.
 pub async fn answer(app: &AppState, req: &UssdRequest) -> Reply {
+    // A shop of `DUKA_SHOPS` may share the default shop's routes, told apart by service code.
+    let app = app.for_service_code(&req.service_code);
     let span = tracing::info_span!(
         "ussd",
         gateway = req.gateway,

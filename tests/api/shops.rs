@@ -18,26 +18,37 @@ async fn two_shops() -> TestApp {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shops/mboga").to_owned(),
             ),
             ("DUKA_SHOP_MBOGA_ORDER_PREFIX", "M".to_owned()),
+            ("DUKA_SHOP_MBOGA_SERVICE_CODE", "*384*13#".to_owned()),
         ],
         ..TestOptions::default()
     })
     .await
 }
 
-/// One Africa's Talking hop to the shop mounted at `mount` (`""` for the default shop).
+/// One Africa's Talking hop to the shop mounted at `mount` (`""` for the default shop's routes),
+/// for the default shop's service code or, with a mount, the second shop's.
 async fn hop(app: &TestApp, mount: &str, session: &str, phone: &str, text: &str) -> String {
+    let code = if mount.is_empty() {
+        "*384*12#"
+    } else {
+        "*384*13#"
+    };
+    hop_for(app, mount, code, session, phone, text).await
+}
+
+async fn hop_for(
+    app: &TestApp,
+    mount: &str,
+    service_code: &str,
+    session: &str,
+    phone: &str,
+    text: &str,
+) -> String {
     app.client
         .post(format!("{}{mount}/ussd/africastalking", app.address))
         .form(&[
             ("sessionId", session),
-            (
-                "serviceCode",
-                if mount.is_empty() {
-                    "*384*12#"
-                } else {
-                    "*384*13#"
-                },
-            ),
+            ("serviceCode", service_code),
             ("phoneNumber", &Msisdn::parse(phone).unwrap().e164()),
             ("networkCode", "63902"),
             ("text", text),
@@ -180,6 +191,16 @@ async fn two_shops_on_two_routes_keep_their_own_catalogs_paybills_orders_and_rec
     })
     .await;
 
+    // An aggregator with one callback URL for both codes: the service code picks the shop.
+    let by_code = hop_for(&app, "", "*384*13#", "ATUid_shops_3", phone, "").await;
+    assert!(
+        by_code.starts_with("CON Welcome back to Mama Mboga")
+            || by_code.starts_with("CON Welcome to Mama Mboga"),
+        "{by_code}"
+    );
+    let by_code = hop_for(&app, "", "*384*12#", "ATUid_shops_4", phone, "").await;
+    assert!(by_code.contains("Duka"), "{by_code}");
+
     // My orders in each shop lists that shop's order only.
     let mine = walk(&app, "/shops/mboga", "ATUid_shops_2", phone, &["3"]).await;
     assert!(
@@ -203,8 +224,8 @@ async fn two_shops_on_two_routes_keep_their_own_catalogs_paybills_orders_and_rec
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0)
     };
-    assert_eq!(hops(&there), 9, "{there}");
-    assert_eq!(hops(&here), 7, "{here}");
+    assert_eq!(hops(&there), 10, "{there}");
+    assert_eq!(hops(&here), 8, "{here}");
 
     // `duka order` reads a shop's orders with DUKA_SHOP, from the shared Redis.
     let order = |shop: Option<&str>| {
