@@ -32,6 +32,29 @@ use axum::Router;
 
 use crate::startup::AppState;
 
+tokio::task_local! {
+    /// Where the shop serving this request is mounted (`/shops/<id>`, [`crate::shops`]); unset
+    /// for the default shop. Set by [`mounted_at`] around a mounted shop's requests.
+    static MOUNT: String;
+}
+
+/// An absolute console path, under the mount of the shop serving this request: every link,
+/// form, redirect and the cookie's path go through it.
+pub fn at(path: &str) -> String {
+    MOUNT
+        .try_with(|mount| format!("{mount}{path}"))
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Runs a mounted shop's request with its mount known to [`at`].
+pub async fn mounted_at(
+    mount: String,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    MOUNT.scope(mount, next.run(request)).await
+}
+
 /// The console as `duka serve` runs it; `None` in [`AppState`] means no console route exists.
 pub struct Console {
     pub auth: auth::Auth,

@@ -179,6 +179,8 @@ pub struct BuildOptions {
 pub struct Mount {
     /// Its public base URL: the default shop's, plus `/shops/<id>`.
     pub public_url: String,
+    /// `/shops/<id>`.
+    pub path: String,
     /// The port of the shared listener.
     pub port: u16,
     /// The replicas a paid order waits for, as the default shop's start-up check found.
@@ -508,8 +510,9 @@ impl Application {
         };
         let mut state = state;
         let ussd_base_url = format!(
-            "http://127.0.0.1:{}{}",
+            "http://127.0.0.1:{}{}{}",
             port,
+            mounted.as_ref().map_or("", |m| m.path.as_str()),
             settings
                 .ussd
                 .secret
@@ -519,9 +522,6 @@ impl Application {
         );
         let secure = public_url.starts_with("https://");
         match &settings.console_password_hash {
-            Some(_) if mounted.is_some() => tracing::info!(
-                "the operator console shows the default shop only; this shop's orders: duka order with DUKA_SHOP set"
-            ),
             Some(hash) => {
                 let console =
                     crate::console::Console::new(
@@ -553,6 +553,7 @@ impl Application {
                     sweep_every: options.sweep_every,
                     mount: Some(Mount {
                         public_url: format!("{public_url}{path}"),
+                        path: path.clone(),
                         port,
                         wait_replicas: state.limits.wait_replicas,
                     }),
@@ -640,6 +641,19 @@ impl Application {
         )
         .map_err(std::io::Error::other)?;
         crate::console::enable(&mut self.state, console);
+        // Every shop of DUKA_SHOPS has its console under its mount, with the same password.
+        for (path, shop) in &mut self.mounted {
+            let console = crate::console::Console::new(
+                &hash,
+                false,
+                shop.console_ussd_base_url.clone(),
+                true,
+                shop.menus_dir.clone(),
+            )
+            .map_err(std::io::Error::other)?;
+            crate::console::enable(&mut shop.state, console);
+            tracing::warn!("shop console (demo): {}{path}/console", self.public_url);
+        }
         tracing::warn!(
             "OPERATOR CONSOLE ON (demo): {}/console, password {password} (also in {}); web phone at {}/phone",
             self.public_url,
@@ -709,7 +723,13 @@ impl Application {
         let mut app = router(self.state.clone());
         for (path, shop) in &self.mounted {
             background.extend(shop.start_background(&stop_rx));
-            app = app.nest_service(path, router(shop.state.clone()));
+            let mount = path.clone();
+            let shop_router = router(shop.state.clone()).layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    crate::console::mounted_at(mount.clone(), request, next)
+                },
+            ));
+            app = app.nest_service(path, shop_router);
         }
         crate::serve::check_open_files(self.limits.max_connections);
         let Some(listener) = self.listener else {

@@ -159,7 +159,8 @@ impl Auth {
 
     fn cookie(&self, value: &str, max_age_s: u64) -> String {
         format!(
-            "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={max_age_s}{}",
+            "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path={}; Max-Age={max_age_s}{}",
+            super::at("/console"),
             if self.secure_cookie { "; Secure" } else { "" }
         )
     }
@@ -224,7 +225,7 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
         return if is_api || request.method() != Method::GET {
             refuse(StatusCode::UNAUTHORIZED, "sign in first")
         } else {
-            Redirect::to("/console/sign-in").into_response()
+            Redirect::to(&super::at("/console/sign-in")).into_response()
         };
     };
     let mut request = request;
@@ -320,7 +321,7 @@ pub async fn sign_in(
                 header::SET_COOKIE,
                 console.auth.cookie(&id, SESSION_TTL_MS / 1000),
             ),
-            (header::LOCATION, "/console".to_owned()),
+            (header::LOCATION, super::at("/console")),
         ],
     )
         .into_response()
@@ -343,7 +344,7 @@ pub async fn sign_out(
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, cookie),
-            (header::LOCATION, "/console/sign-in".to_owned()),
+            (header::LOCATION, super::at("/console/sign-in")),
         ],
     )
         .into_response()

@@ -178,7 +178,7 @@ pub async fn page(
         Some(&operator.csrf),
         html! {
             h1 { "Menu funnel, " (super::orders::dashed(&day)) " (EAT)" }
-            form method="get" action="/console/funnel" {
+            form method="get" action=(super::at("/console/funnel")) {
                 input type="date" name="day" value=(super::orders::dashed(&day)); " " button { "Show" }
             }
             p { "Green: sessions that reached the screen. Red: sessions that ended there (reached minus those that went on to another screen). Nodes add their counts every 5 s." }

@@ -183,7 +183,7 @@ pub async fn list(
         Some(&operator.csrf),
         html! {
             h1 { "Orders of " (dashed(&day)) " (EAT)" }
-            form method="get" action="/console" id="filter" {
+            form method="get" action=(super::at("/console")) id="filter" {
                 input type="date" name="day" value=(dashed(&day));
                 " "
                 select name="state" {
@@ -202,7 +202,7 @@ pub async fn list(
                 tr { th { "order" } th { "placed" } th { "phone" } th { "total" } th { "state" } th { "flags" } }
                 @for order in &shown {
                     tr data-order=(order.number) {
-                        td { a href={"/console/orders/" (order.number)} { (order.number) } }
+                        td { a href={(super::at("/console/orders/")) (order.number)} { (order.number) } }
                         td { (ms_time(order.placed_at_ms)) }
                         td { (order.msisdn.masked()) }
                         td { "KES " (order.total) }
@@ -286,7 +286,7 @@ pub async fn attention(
         Some(&operator.csrf),
         html! {
             h1 { "Needs attention, " (dashed(&day)) }
-            form method="get" action="/console/attention" {
+            form method="get" action=(super::at("/console/attention")) {
                 input type="date" name="day" value=(dashed(&day)); " " button { "Show" }
             }
             @if needing.is_empty() { p id="nothing" { "Nothing needs attention on this day." } }
@@ -295,7 +295,7 @@ pub async fn attention(
                 @for (order, reasons) in &needing {
                     @for (i, (what, next)) in reasons.iter().enumerate() {
                         tr data-order=(order.number) {
-                            td { a href={"/console/orders/" (order.number)} { (order.number) } }
+                            td { a href={(super::at("/console/orders/")) (order.number)} { (order.number) } }
                             td { (order.msisdn.masked()) }
                             td { (state_badge(order.status)) }
                             td { (what) }
@@ -368,7 +368,7 @@ pub async fn page(
         Some(&operator.csrf),
         html! {
             h1 { "Order " (report.number) }
-            div id="report" data-number=(report.number) { (report_body(&report)) }
+            div id="report" data-number=(report.number) data-api=(super::at("/console/api/orders/")) { (report_body(&report)) }
             p { small id="live" { "" } }
             script { (PreEscaped(LIVE_JS)) }
         },
@@ -384,7 +384,7 @@ const LIVE_JS: &str = r"
   async function tick(){
     if(!payable()){live.textContent='';return;}
     live.textContent='waiting for payment: refreshing every 2 s';
-    try{const r=await fetch('/console/api/orders/'+encodeURIComponent(box.dataset.number),{credentials:'same-origin'});
+    try{const r=await fetch(box.dataset.api+encodeURIComponent(box.dataset.number),{credentials:'same-origin'});
       if(r.ok){const j=await r.json(); box.innerHTML=j.html;}}catch(e){}
     setTimeout(tick,2000);
   }

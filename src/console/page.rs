@@ -31,12 +31,12 @@ pub fn frame(title: &str, csrf: Option<&str>, body: Markup) -> Markup {
                 header {
                     strong { "Duka" }
                     @if let Some(csrf) = csrf {
-                        a href="/console" { "Orders" }
-                        a href="/console/attention" { "Needs attention" }
-                        a href="/console/funnel" { "Funnel" }
-                        a href="/console/catalog" { "Catalog" }
-                        a href="/console/phone" { "Web phone" }
-                        form method="post" action="/console/sign-out" {
+                        a href=(super::at("/console")) { "Orders" }
+                        a href=(super::at("/console/attention")) { "Needs attention" }
+                        a href=(super::at("/console/funnel")) { "Funnel" }
+                        a href=(super::at("/console/catalog")) { "Catalog" }
+                        a href=(super::at("/console/phone")) { "Web phone" }
+                        form method="post" action=(super::at("/console/sign-out")) {
                             input type="hidden" name="csrf" value=(csrf);
                             button id="sign-out" { "Sign out" }
                         }
@@ -56,7 +56,7 @@ pub fn sign_in(problem: Option<&str>) -> Markup {
         html! {
             h1 { "Sign in" }
             @if let Some(problem) = problem { p.error id="problem" { (problem) } }
-            form method="post" action="/console/sign-in" {
+            form method="post" action=(super::at("/console/sign-in")) {
                 label { "Password " input id="password" type="password" name="password" autofocus; }
                 " "
                 button id="sign-in" type="submit" { "Sign in" }

@@ -209,14 +209,14 @@ pub async fn page_signed_in(Extension(operator): Extension<Operator>) -> Respons
     frame(
         "Web phone",
         Some(&operator.csrf),
-        handset("/console/api/phone", &operator.csrf),
+        handset(&super::at("/console/api/phone"), &operator.csrf),
     )
     .into_response()
 }
 
 /// `GET /phone` in the demo.
 pub async fn page_open() -> Response {
-    frame("Web phone", None, handset("/phone/api", "")).into_response()
+    frame("Web phone", None, handset(&super::at("/phone/api"), "")).into_response()
 }
 
 const HANDSET_CSS: &str = r"

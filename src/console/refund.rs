@@ -40,7 +40,7 @@ pub fn offers_refund(order: &Order) -> bool {
 /// The refund form for one order, for the "what to do" column.
 pub fn button(number: &str, csrf: &str) -> Markup {
     html! {
-        form.refund method="post" action={"/console/orders/" (number) "/refund"} {
+        form.refund method="post" action={(super::at("/console/orders/")) (number) "/refund"} {
             input type="hidden" name="csrf" value=(csrf);
             input type="number" name="amount" min="1" step="1" placeholder="all" size="6"
                 aria-label="amount to refund, KES";
@@ -91,7 +91,7 @@ fn outcome(operator: &Operator, number: &str, status: StatusCode, text: &str) ->
         html! {
             h1 { "Refund, order " (number) }
             p id="refund-outcome" { (text) }
-            p { a href={"/console/orders/" (number)} { "Back to the order" } }
+            p { a href={(super::at("/console/orders/")) (number)} { "Back to the order" } }
         },
     );
     (status, page).into_response()

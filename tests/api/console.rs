@@ -761,3 +761,98 @@ async fn the_funnel_counts_who_reached_and_who_ended_on_each_screen() {
     assert!(page.contains("<svg id=\"funnel-chart\""), "{page}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn in_the_browser_a_second_shops_console_lists_its_own_orders_under_its_mount() {
+    if browser_tests_skipped() {
+        return;
+    }
+    // Arrange: the default shop and Mama Mboga (`DUKA_SHOPS`), one order in each.
+    let app = TestApp::spawn_with(TestOptions {
+        env: vec![
+            ("DUKA_CONSOLE_PASSWORD_HASH", password_hash()),
+            ("DUKA_SHOPS", "mboga".to_owned()),
+            (
+                "DUKA_SHOP_MBOGA_MENUS",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shops/mboga").to_owned(),
+            ),
+            ("DUKA_SHOP_MBOGA_ORDER_PREFIX", "M".to_owned()),
+            ("DUKA_SHOP_MBOGA_SERVICE_CODE", "*384*13#".to_owned()),
+        ],
+        ..TestOptions::default()
+    })
+    .await;
+    let duka_order = app.phone("0712300041").buy().await;
+    let mut greens = app.phone("0712300042");
+    greens.service_code = "*384*13#".into();
+    greens.dial().await;
+    for input in ["1", "1", "1", "2", "1"] {
+        greens.press(input).await;
+    }
+    let mboga_order = order_number_in(&greens.press("1").await);
+    assert!(mboga_order.starts_with('M'), "{mboga_order}");
+
+    // Act: sign in to the second shop's console.
+    let (_driver, client) = browser().await;
+    let mount = format!("{}/shops/mboga", app.address);
+    client.goto(&format!("{mount}/console")).await.unwrap();
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/shops/mboga/console/sign-in"
+    );
+    client
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Id("orders"))
+        .await
+        .unwrap();
+
+    // Assert: its own order only, and every link stays under its mount.
+    wait_text(
+        &client,
+        &format!("tr[data-order='{mboga_order}']"),
+        "KES 60",
+    )
+    .await;
+    assert!(client
+        .find(Locator::Css(&format!("tr[data-order='{duka_order}']")))
+        .await
+        .is_err());
+    client
+        .find(Locator::Css(&format!("tr[data-order='{mboga_order}'] a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let report = wait_text(&client, "#report", &mboga_order).await;
+    assert!(report.contains("Sukuma Wiki bunch"), "{report}");
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        format!("/shops/mboga/console/orders/{mboga_order}")
+    );
+    screenshot(&client, "second-shop-order").await;
+    // The default shop's console is a separate sign-in: this session is the mount's only.
+    client
+        .goto(&format!("{}/console", app.address))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.current_url().await.unwrap().path(),
+        "/console/sign-in"
+    );
+    app.stop().await;
+}
