@@ -503,23 +503,15 @@ async fn forty_shoppers_alternating_between_two_nodes_each_pay_once_and_get_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_a_cluster_whose_masters_keep_nothing_on_disk_unless_allowed() {
     let cluster = shared_cluster().await;
-    let settings = |allow: &str| crate::helpers::settings_on(&cluster.url(), allow);
-    let options = || BuildOptions {
-        run_worker: false,
-        ..BuildOptions::default()
-    };
-    let refused = Application::build(settings("0"), options())
-        .await
-        .err()
-        .expect("refused");
-    let why = format!("{refused:#}");
-    assert!(
-        why.contains("Redis Cluster master redis://127.0.0.1:")
-            && why.contains("appendonly no")
-            && why.contains("DUKA_ALLOW_NO_PERSISTENCE"),
-        "{why}"
-    );
-    assert!(Application::build(settings("1"), options()).await.is_ok());
+    crate::helpers::assert_start_up_refused_unless_allowed(
+        &cluster.url(),
+        &[
+            "Redis Cluster master redis://127.0.0.1:",
+            "appendonly no",
+            "DUKA_ALLOW_NO_PERSISTENCE",
+        ],
+    )
+    .await;
 }
 
 /// The screens with the order number (random) replaced by `ORDER`.

@@ -326,13 +326,18 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn sign_in_browser(client: &Client, app: &TestApp) {
+    sign_in_browser_at(client, &app.address, "").await;
+}
+
+/// Signs in to the console of the shop mounted at `mount` (`""`: the default shop).
+async fn sign_in_browser_at(client: &Client, address: &str, mount: &str) {
     client
-        .goto(&format!("{}/console", app.address))
+        .goto(&format!("{address}{mount}/console"))
         .await
         .unwrap();
     // No session: the console sends the browser to the sign-in page.
     let url = client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/console/sign-in");
+    assert_eq!(url.path(), format!("{mount}/console/sign-in"));
     screenshot(client, "sign-in").await;
     client
         .find(Locator::Id("password"))
@@ -794,31 +799,7 @@ async fn in_the_browser_a_second_shops_console_lists_its_own_orders_under_its_mo
 
     // Act: sign in to the second shop's console.
     let (_driver, client) = browser().await;
-    let mount = format!("{}/shops/mboga", app.address);
-    client.goto(&format!("{mount}/console")).await.unwrap();
-    assert_eq!(
-        client.current_url().await.unwrap().path(),
-        "/shops/mboga/console/sign-in"
-    );
-    client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("orders"))
-        .await
-        .unwrap();
+    sign_in_browser_at(&client, &app.address, "/shops/mboga").await;
 
     // Assert: its own order only, and every link stays under its mount.
     wait_text(

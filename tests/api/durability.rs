@@ -7,7 +7,6 @@ use std::time::Duration;
 use duka::msisdn::Msisdn;
 use duka::orders::OrderStatus;
 use duka::sms::outbox::SendStatus;
-use duka::startup::{Application, BuildOptions};
 
 use crate::helpers::{eventually, TestApp, TestOptions};
 
@@ -94,21 +93,11 @@ impl Drop for KillableRedis {
 #[tokio::test]
 async fn start_up_refuses_a_redis_without_appendonly_unless_allowed() {
     let redis = KillableRedis::start(&["--appendonly", "no"]);
-    let settings = |allow: &str| crate::helpers::settings_on(&redis.url(), allow);
-    let options = || BuildOptions {
-        run_worker: false,
-        ..BuildOptions::default()
-    };
-    let refused = Application::build(settings("0"), options())
-        .await
-        .err()
-        .expect("refused");
-    let why = format!("{refused:#}");
-    assert!(
-        why.contains("appendonly no") && why.contains("DUKA_ALLOW_NO_PERSISTENCE"),
-        "{why}"
-    );
-    assert!(Application::build(settings("1"), options()).await.is_ok());
+    crate::helpers::assert_start_up_refused_unless_allowed(
+        &redis.url(),
+        &["appendonly no", "DUKA_ALLOW_NO_PERSISTENCE"],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -449,3 +449,23 @@ pub fn settings_on(redis_url: &str, allow: &str) -> duka::config::Settings {
     ]);
     duka::config::Settings::from_lookup(|name| env.get(name).cloned()).unwrap()
 }
+
+/// Start-up on the Redis at `redis_url` is refused, with every one of `why` in the reason,
+/// unless `DUKA_ALLOW_NO_PERSISTENCE=1`.
+pub async fn assert_start_up_refused_unless_allowed(redis_url: &str, why: &[&str]) {
+    let options = || BuildOptions {
+        run_worker: false,
+        ..BuildOptions::default()
+    };
+    let refused = Application::build(settings_on(redis_url, "0"), options())
+        .await
+        .err()
+        .expect("refused");
+    let reason = format!("{refused:#}");
+    for part in why {
+        assert!(reason.contains(part), "{part:?} not in {reason}");
+    }
+    assert!(Application::build(settings_on(redis_url, "1"), options())
+        .await
+        .is_ok());
+}
