@@ -275,6 +275,37 @@ mod tests {
     }
 
     #[test]
+    fn a_shop_sends_its_sms_under_its_own_sender_id_on_the_shared_account() {
+        let settings = load(&[
+            ("AT_BASE_URL", "https://api.africastalking.com"),
+            ("AT_USERNAME", "duka"),
+            ("AT_API_KEY", "k3y"),
+            ("AT_SENDER_ID", "DUKA"),
+            ("DUKA_SHOPS", "beta"),
+            ("DUKA_SHOP_BETA_MENUS", "/b"),
+            ("DUKA_SHOP_BETA_ORDER_PREFIX", "B"),
+            ("DUKA_SHOP_BETA_AT_SENDER_ID", "BETA"),
+        ])
+        .unwrap();
+        let sender = |s: &Settings| match &s.sms {
+            crate::config::SmsSettings::AfricasTalking {
+                username,
+                sender_id,
+                ..
+            } => (username.clone(), sender_id.clone()),
+            crate::config::SmsSettings::Sandbox => panic!("AT is configured"),
+        };
+        assert_eq!(
+            sender(&settings),
+            ("duka".to_owned(), Some("DUKA".to_owned()))
+        );
+        assert_eq!(
+            sender(&settings.shops[0].settings),
+            ("duka".to_owned(), Some("BETA".to_owned()))
+        );
+    }
+
+    #[test]
     fn every_misconfigured_shop_is_named() {
         let err = load(&[
             ("DUKA_SHOPS", "beta,Bad Id,beta,gamma"),
