@@ -216,14 +216,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (settings, mount) = operator_settings()?;
             let report = if settings.store == duka::config::StoreSettings::Embedded {
                 // The demo: its store lives inside `duka serve`, so ask the running server.
-                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
-                let token = duka::operator::endpoint::read_token(&operator_token_file)
-                    .with_context(|| {
-                        format!(
-                            "without REDIS_URL, duka order asks the running demo at {url} with the token it wrote to {} (start `duka serve` in this folder, or set REDIS_URL for a production shop)",
-                            operator_token_file.display()
-                        )
-                    })?;
+                let (url, token) =
+                    demo_endpoint(&settings, &mount, url, &operator_token_file, "order")?;
                 duka::operator::remote::fetch_report(&url, &token, &number).await?
             } else {
                 let store = duka::startup::connect_store(&settings.store).await?;
@@ -254,14 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (settings, mount) = operator_settings()?;
             let number = duka::orders::normalise_order_number(&number);
             let approved = if settings.store == duka::config::StoreSettings::Embedded {
-                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
-                let token = duka::operator::endpoint::read_token(&operator_token_file)
-                    .with_context(|| {
-                        format!(
-                            "without REDIS_URL, duka refund asks the running demo at {url} with the token it wrote to {}",
-                            operator_token_file.display()
-                        )
-                    })?;
+                let (url, token) =
+                    demo_endpoint(&settings, &mount, url, &operator_token_file, "refund")?;
                 duka::operator::remote::request_refund(&url, &token, &number, amount)
                     .await
                     .map_err(|e| anyhow::anyhow!(e))
@@ -293,14 +281,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (settings, mount) = operator_settings()?;
             let target = if settings.store == duka::config::StoreSettings::Embedded {
-                let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
-                let token = duka::operator::endpoint::read_token(&operator_token_file)
-                    .with_context(|| {
-                        format!(
-                            "without REDIS_URL, duka mpesa find asks the running demo at {url} with the token it wrote to {}",
-                            operator_token_file.display()
-                        )
-                    })?;
+                let (url, token) =
+                    demo_endpoint(&settings, &mount, url, &operator_token_file, "mpesa find")?;
                 duka::operator::find::Target::Demo { url, token }
             } else {
                 duka::operator::find::Target::Store(Box::new(
@@ -413,6 +395,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// The running demo's operator endpoint, for an operator command without `REDIS_URL`: its URL
+/// (`--url`, else `DUKA_LISTEN` and the shop's mount) and the token the demo wrote to `token_file`.
+fn demo_endpoint(
+    settings: &Settings,
+    mount: &str,
+    url: Option<String>,
+    token_file: &std::path::Path,
+    command: &str,
+) -> anyhow::Result<(String, secrecy::SecretString)> {
+    let url = url.unwrap_or_else(|| format!("http://{}{mount}", settings.listen));
+    let token = duka::operator::endpoint::read_token(token_file).with_context(|| {
+        format!(
+            "without REDIS_URL, duka {command} asks the running demo at {url} with the token it wrote to {} (start `duka serve` in this folder, or set REDIS_URL for a production shop)",
+            token_file.display()
+        )
+    })?;
+    Ok((url, token))
 }
 
 /// The settings an operator command acts on: the default shop's, or with `DUKA_SHOP=<id>` those

@@ -774,16 +774,11 @@ async fn in_the_browser_a_second_shops_console_lists_its_own_orders_under_its_mo
     }
     // Arrange: the default shop and Mama Mboga (`DUKA_SHOPS`), one order in each.
     let app = TestApp::spawn_with(TestOptions {
-        env: vec![
-            ("DUKA_CONSOLE_PASSWORD_HASH", password_hash()),
-            ("DUKA_SHOPS", "mboga".to_owned()),
-            (
-                "DUKA_SHOP_MBOGA_MENUS",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shops/mboga").to_owned(),
-            ),
-            ("DUKA_SHOP_MBOGA_ORDER_PREFIX", "M".to_owned()),
-            ("DUKA_SHOP_MBOGA_SERVICE_CODE", "*384*13#".to_owned()),
-        ],
+        env: [
+            vec![("DUKA_CONSOLE_PASSWORD_HASH", password_hash())],
+            crate::helpers::mboga_shop_env(),
+        ]
+        .concat(),
         ..TestOptions::default()
     })
     .await;

@@ -469,3 +469,17 @@ pub async fn assert_start_up_refused_unless_allowed(redis_url: &str, why: &[&str
         .await
         .is_ok());
 }
+
+/// The environment of a second shop, Mama Mboga (`tests/shops/mboga`), beside the default one:
+/// orders starting with `M`, service code `*384*13#`.
+pub fn mboga_shop_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("DUKA_SHOPS", "mboga".to_owned()),
+        (
+            "DUKA_SHOP_MBOGA_MENUS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shops/mboga").to_owned(),
+        ),
+        ("DUKA_SHOP_MBOGA_ORDER_PREFIX", "M".to_owned()),
+        ("DUKA_SHOP_MBOGA_SERVICE_CODE", "*384*13#".to_owned()),
+    ]
+}

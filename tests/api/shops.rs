@@ -11,15 +11,7 @@ const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 async fn two_shops() -> TestApp {
     TestApp::spawn_with(TestOptions {
-        env: vec![
-            ("DUKA_SHOPS", "mboga".to_owned()),
-            (
-                "DUKA_SHOP_MBOGA_MENUS",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shops/mboga").to_owned(),
-            ),
-            ("DUKA_SHOP_MBOGA_ORDER_PREFIX", "M".to_owned()),
-            ("DUKA_SHOP_MBOGA_SERVICE_CODE", "*384*13#".to_owned()),
-        ],
+        env: crate::helpers::mboga_shop_env(),
         ..TestOptions::default()
     })
     .await

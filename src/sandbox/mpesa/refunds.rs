@@ -210,21 +210,39 @@ fn take(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value, endpoint: En
             }}),
         ),
     };
-    let delay = state.config.callback_delay;
-    let timeout = state.config.callback_timeout;
-    let task_inner = Arc::clone(inner);
     let kind = if reversal {
         CallbackKind::Reversal
     } else {
         CallbackKind::B2c
     };
+    post_result_later(inner, state, kind, url, &result, times);
+    accepted(&ocid, &conversation_id)
+}
+
+/// Posts `result` to `url` `times` times after the callback delay, as Daraja's asynchronous APIs
+/// do (refunds, transaction status).
+pub(crate) fn post_result_later(
+    inner: &Arc<Inner>,
+    state: &SandboxState,
+    kind: CallbackKind,
+    url: String,
+    result: &Value,
+    times: usize,
+) {
+    let delay = state.config.callback_delay;
+    let timeout = state.config.callback_timeout;
+    let task_inner = Arc::clone(inner);
+    let body = result.to_string();
     inner.spawn(async move {
         tokio::time::sleep(delay).await;
-        let body = result.to_string();
         for _ in 0..times {
             let _ = post_to_duka(&task_inner, kind, &url, &body, timeout).await;
         }
     });
+}
+
+/// The synchronous answer of an asynchronous API: the request is taken.
+pub(crate) fn accepted(ocid: &str, conversation_id: &str) -> Answer {
     Answer::json(
         StatusCode::OK,
         &json!({

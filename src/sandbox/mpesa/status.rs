@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
 
 use super::api::{daraja_call, Answer};
 use super::checks::Refusal;
-use super::deliver::post_to_duka;
 use super::state::{Inner, State as SandboxState};
 use super::CallbackKind;
 use crate::mpesa::clock::eat_timestamp;
@@ -131,23 +130,6 @@ fn take(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> Answer {
     } else {
         1
     };
-    let delay = state.config.callback_delay;
-    let timeout = state.config.callback_timeout;
-    let task_inner = Arc::clone(inner);
-    inner.spawn(async move {
-        tokio::time::sleep(delay).await;
-        let body = result.to_string();
-        for _ in 0..times {
-            let _ = post_to_duka(&task_inner, CallbackKind::Status, &url, &body, timeout).await;
-        }
-    });
-    Answer::json(
-        StatusCode::OK,
-        &json!({
-            "OriginatorConversationID": ocid,
-            "ConversationID": conversation_id,
-            "ResponseCode": "0",
-            "ResponseDescription": "Accept the service request successfully.",
-        }),
-    )
+    super::refunds::post_result_later(inner, state, CallbackKind::Status, url, &result, times);
+    super::refunds::accepted(&ocid, &conversation_id)
 }
