@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod pages;
 pub mod render;
 
 use serde::{Deserialize, Serialize};

@@ -22,6 +22,8 @@
 //!
 //! The session record keeps the last text and reply so that retransmissions cost one read.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::{HopInput, UssdRequest};
@@ -34,7 +36,7 @@ use crate::store::{to_json, Batch, Guarded, StoreError};
 
 pub mod cache;
 
-use cache::Records;
+use cache::{Known, Records};
 
 /// How many times a hop re-reads and re-plans after losing a race before giving up.
 const MAX_CONFLICTS: usize = 5;
@@ -65,6 +67,16 @@ pub struct SessionRecord {
     /// hop reads nothing, so checkout learns the limit from here. The push job enforces it.
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub push_blocked_until_ms: Option<i64>,
+}
+
+impl SessionRecord {
+    /// The record as stored: JSON, written into a buffer the size of a typical record (a few
+    /// hundred bytes, most of it the reply), so that it is not regrown on every hop.
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(512);
+        serde_json::to_writer(&mut bytes, self).expect("a session record always serialises");
+        bytes
+    }
 }
 
 /// How soon the same input again, on a per-hop gateway that numbers no hops, is taken for the
@@ -218,6 +230,16 @@ fn push_blocked_until(shop: &Shop, history: Option<&Option<Vec<u8>>>) -> Option<
         .err()
 }
 
+/// The records with their decoded values; an unreadable one counts as absent.
+fn decoded(records: Records) -> Known {
+    Known {
+        session: decode(records.session.as_deref(), "session"),
+        cart: decode(records.cart.as_deref(), "cart").unwrap_or_default(),
+        profile: decode(records.profile.as_deref(), "profile").unwrap_or_default(),
+        records,
+    }
+}
+
 /// The session, cart and profile from the first three values of a read or a conflict.
 fn records_of(values: Vec<Option<Vec<u8>>>) -> Result<Records, StoreError> {
     let mut values = values.into_iter();
@@ -324,8 +346,8 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
 
     // A wrong guess from the cache is not a race: it does not count against MAX_CONFLICTS.
     for _ in 0..MAX_CONFLICTS + usize::from(guessed) {
-        let records = match known.take() {
-            Some(records) => records,
+        let current = match known.take() {
+            Some(known) => known,
             None => {
                 guessed = false;
                 let values = shop
@@ -334,17 +356,22 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     .await
                     .map_err(|source| HopError::Store { source, lang })?;
                 read_block = Some(push_blocked_until(shop, values.get(3)));
-                records_of(values).map_err(|source| HopError::Store { source, lang })?
+                Arc::new(decoded(
+                    records_of(values).map_err(|source| HopError::Store { source, lang })?,
+                ))
             }
         };
-        let Records {
-            session: session_raw,
-            cart: cart_raw,
-            profile: profile_raw,
-        } = &records;
-        let session: Option<SessionRecord> = decode(session_raw.as_deref(), "session");
-        let cart: Cart = decode(cart_raw.as_deref(), "cart").unwrap_or_default();
-        let profile: Profile = decode(profile_raw.as_deref(), "profile").unwrap_or_default();
+        let Known {
+            records:
+                Records {
+                    session: session_raw,
+                    cart: cart_raw,
+                    profile: profile_raw,
+                },
+            session,
+            cart,
+            profile,
+        } = &*current;
         lang = profile.lang();
         let now_ms = shop.clock.now_ms();
         let push_blocked_until_ms =
@@ -368,21 +395,23 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             }
             (Plan::Repeat, Some(session)) => {
                 if !session.reply.end {
-                    shop.session_cache.put(&session_key, records.clone());
+                    shop.session_cache.put(&session_key, current.clone());
                 }
                 tracing::Span::current().record("menu.id", session.menu.screen_id());
                 return Ok(HopResult {
                     screen: session.menu.screen_id().to_owned(),
-                    reply: session.reply,
+                    reply: session.reply.clone(),
                     lang,
                     repeated: true,
                     placed_order: None,
                     from_screen: None,
                 });
             }
-            (Plan::Continue(inputs), Some(session)) => {
-                (inputs, Some((session.menu, session.reply)), session.hops)
-            }
+            (Plan::Continue(inputs), Some(session)) => (
+                inputs,
+                Some((session.menu.clone(), session.reply.clone())),
+                session.hops,
+            ),
             // `plan` repeats or continues only a session that exists; anything else starts one.
             (Plan::Start(inputs) | Plan::Continue(inputs), _) => (inputs, None, 0),
             (Plan::Repeat, None) => (Vec::new(), None, 0),
@@ -392,7 +421,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             walk(
                 shop,
                 req,
-                (&cart, &profile),
+                (cart, profile),
                 resumed.clone(),
                 &inputs,
                 order_number,
@@ -433,8 +462,8 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         };
 
         let mut batch = Batch::new();
-        let mut written = records.clone();
-        written.session = Some(to_json(&record));
+        let mut written = current.records.clone();
+        written.session = Some(record.encode());
         batch
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
@@ -444,7 +473,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 written.session.clone().unwrap_or_default(),
                 Some(shop.settings.session_ttl_ms),
             );
-        if new_cart != cart {
+        if new_cart != *cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);
                 written.cart = None;
@@ -454,7 +483,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 batch.set(&cart_key, value, Some(CART_TTL_MS));
             }
         }
-        if new_profile != profile {
+        if new_profile != *profile {
             let value = to_json(&new_profile);
             written.profile = Some(value.clone());
             batch.set(&profile_key, value, Some(PROFILE_TTL_MS));
@@ -530,7 +559,13 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 if reply.end {
                     shop.session_cache.forget(&session_key);
                 } else {
-                    shop.session_cache.put(&session_key, written);
+                    let known = Known {
+                        records: written,
+                        session: Some(record.clone()),
+                        cart: new_cart,
+                        profile: new_profile,
+                    };
+                    shop.session_cache.put(&session_key, Arc::new(known));
                 }
                 for shard in wake {
                     shop.jobs.wake(shard);
@@ -553,8 +588,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     guessed,
                     "hop lost a race or guessed stale; planning again from the current values"
                 );
-                known =
-                    Some(records_of(current).map_err(|source| HopError::Store { source, lang })?);
+                known = Some(Arc::new(decoded(
+                    records_of(current).map_err(|source| HopError::Store { source, lang })?,
+                )));
                 guessed = false;
                 continue;
             }

@@ -42,8 +42,38 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler can reach.
+///
+/// axum clones the state for every request, so it is one `Arc`: a clone is one atomic
+/// increment instead of one per field (`perf` had the clones and drops at 3.6% of a hop's
+/// cycles). Setting a field, which only happens while the application is being built, copies
+/// the fields first if the state is shared ([`Arc::make_mut`]), so it behaves as a plain value:
+/// a clone never changes under its holder.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateFields>);
+
+impl AppState {
+    pub fn new(fields: AppStateFields) -> Self {
+        Self(Arc::new(fields))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateFields;
+
+    fn deref(&self) -> &AppStateFields {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppStateFields {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct AppStateFields {
     pub shop: Arc<Shop>,
     pub metrics: Arc<Metrics>,
     pub callbacks: Arc<CallbackGuard>,
@@ -491,7 +521,7 @@ impl Application {
                 limits: Arc::new(settings.limits.clone()),
             }) as Arc<dyn JobHandler>
         });
-        let state = AppState {
+        let state = AppState::new(AppStateFields {
             shop,
             metrics,
             sandboxes: sandboxes.clone(),
@@ -507,7 +537,7 @@ impl Application {
             console: None,
             funnel: Arc::default(),
             service_codes: Arc::default(),
-        };
+        });
         let mut state = state;
         let ussd_base_url = format!(
             "http://127.0.0.1:{}{}{}",

@@ -222,5 +222,31 @@ mod tests {
         let store = RedisStore::connect(&redis.url()).await.unwrap();
         crate::store::contract_tests::all(&store).await;
     }
+
+    /// A Redis that lost its scripts (restarted, failed over, `SCRIPT FLUSH`) answers the
+    /// commit's `EVALSHA` with `NOSCRIPT`: the store loads the script and the commit applies.
+    #[tokio::test]
+    async fn a_commit_reloads_its_script_after_redis_forgets_it() {
+        use crate::store::{Batch, Guarded, Store};
+        let redis = TestRedis::start().unwrap();
+        let store = RedisStore::connect(&redis.url()).await.unwrap();
+        let _: String = redis.command(&["SCRIPT", "FLUSH"]).unwrap();
+        let loads = || redis.command_counts().unwrap().get("script|load").copied();
+        let loaded_before = loads().unwrap_or(0);
+        let key = format!("{}{{s01}}:noscript", random_prefix());
+        let mut batch = Batch::new();
+        batch.guard(&key, None).set(&key, b"v".to_vec(), None);
+        assert!(matches!(
+            store.commit_reading(&batch).await.unwrap(),
+            Guarded::Applied
+        ));
+        let stored = store.get(std::slice::from_ref(&key)).await.unwrap();
+        assert_eq!(stored, vec![Some(b"v".to_vec())]);
+        assert_eq!(
+            loads(),
+            Some(loaded_before + 1),
+            "one SCRIPT LOAD after the flush"
+        );
+    }
 }
 pub mod cluster;

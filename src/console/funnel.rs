@@ -108,7 +108,9 @@ pub async fn run_flusher(
     shop: std::sync::Arc<Shop>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    // The first flush is one period away: an immediate one would find nothing to write, or,
+    // when this task starts late, write in the middle of the first hops.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => funnel.flush(&shop).await,

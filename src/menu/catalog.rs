@@ -28,6 +28,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::gsm7;
+use crate::menu::pages::Pages;
 use crate::menu::Lang;
 use crate::money::Kes;
 use crate::orders::OrderLine;
@@ -181,6 +182,8 @@ pub struct Catalog {
     categories: Vec<Category>,
     /// Product id to (category index, product index), for [`Catalog::product`].
     product_index: HashMap<String, (usize, usize)>,
+    /// The pages the menus alone decide, as shoppers have seen them ([`crate::menu::pages`]).
+    pages: Pages,
 }
 
 /// A category of products, in menu order.
@@ -380,6 +383,7 @@ impl Catalog {
             texts,
             categories,
             product_index,
+            pages: Pages::default(),
         };
         catalog.check_screens(&mut problems);
         catalog.check_texts(&mut problems);
@@ -418,6 +422,11 @@ impl Catalog {
             Some(template) => fill(template, values),
             None => id.to_owned(),
         }
+    }
+
+    /// The laid-out pages of this catalog's fixed screens.
+    pub(crate) fn pages(&self) -> &Pages {
+        &self.pages
     }
 
     /// The product with this id, if the catalog sells it.

@@ -41,6 +41,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, Target};
+use super::pages::{CachedPage, PageKey};
 use super::render::{self, CartRow, PayWay, Placed, View, MORE_KEY};
 use super::{Cart, CartLine, Effect, Hop, Lang, Profile, Reply, Step};
 use crate::keys::STK_LOCK_TTL_MS;
@@ -119,8 +120,8 @@ impl Frame {
 
 /// The screens of the engine. Products and orders are named by id, not position, so a
 /// catalog change between two hops cannot make a key press pick a different product.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Screen {
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Screen {
     /// A screen of `screens.toml`.
     Static(String),
     /// "Welcome back", offered when a session starts with items in the cart.
@@ -869,37 +870,80 @@ impl<'h, 'a> Session<'h, 'a> {
         })
     }
 
+    /// The top screen's page, with `notice` on top: from the catalog's [`super::pages::Pages`] when the menus
+    /// alone decide it, else laid out now (and kept, when it qualifies).
+    fn show(&mut self, notice: Option<&str>) -> Reply {
+        let key = if notice.is_none() {
+            self.page_key()
+        } else {
+            None
+        };
+        if let Some(page) = key.as_ref().and_then(|key| self.catalog.pages().get(key)) {
+            self.turn_page(page.next, page.items);
+            return Reply::con(page.text.clone());
+        }
+        let (view, known) = match self.view(&self.top()) {
+            Some(view) => (view, true),
+            None => {
+                self.home();
+                (self.view(&self.top()).unwrap_or_default(), false)
+            }
+        };
+        let lang = self.lang();
+        let at = self.stack.last().map_or(0, |f| usize::from(f.at));
+        let page = view.page(self.catalog, lang, at, notice, self.hop.screen_max);
+        let text = render::clamp(page.text, self.hop.screen_max);
+        self.turn_page(page.next, view.items.len());
+        if let (Some(key), true) = (key, known) {
+            let cached = CachedPage {
+                text: text.clone(),
+                next: page.next,
+                items: view.items.len(),
+            };
+            self.catalog.pages().put(key, cached);
+        }
+        Reply::con(text)
+    }
+
+    /// The key of the top screen's page in [`super::pages::Pages`], for the screens the menus alone decide.
+    fn page_key(&self) -> Option<PageKey> {
+        let screen = self.top();
+        let payee = match &screen {
+            Screen::Static(_) => Some(PageKey::payee(self.hop.payee)),
+            Screen::Categories
+            | Screen::Products(_)
+            | Screen::Quantity(_)
+            | Screen::Clear
+            | Screen::Payer => None,
+            _ => return None,
+        };
+        Some(PageKey {
+            screen,
+            lang: self.lang(),
+            at: self.stack.last().map_or(0, |f| usize::from(f.at)),
+            max: self.hop.screen_max,
+            payee,
+        })
+    }
+
+    /// Records where the page shown ends, and starts a screen that shrank since at its first
+    /// item.
+    fn turn_page(&mut self, next: Option<usize>, items: usize) {
+        if let Some(frame) = self.stack.last_mut() {
+            frame.next = next.and_then(|n| u8::try_from(n).ok());
+            if usize::from(frame.at) >= items {
+                frame.at = 0;
+            }
+        }
+    }
+
     fn finish(mut self, outcome: Outcome) -> Step {
         let reply = match outcome {
             Outcome::End(text) => {
                 self.home();
                 Reply::end(render::clamp(text, self.hop.screen_max))
             }
-            Outcome::Show(notice) => {
-                let view = match self.view(&self.top()) {
-                    Some(view) => view,
-                    None => {
-                        self.home();
-                        self.view(&self.top()).unwrap_or_default()
-                    }
-                };
-                let lang = self.lang();
-                let at = self.stack.last().map_or(0, |f| usize::from(f.at));
-                let page = view.page(
-                    self.catalog,
-                    lang,
-                    at,
-                    notice.as_deref(),
-                    self.hop.screen_max,
-                );
-                if let Some(frame) = self.stack.last_mut() {
-                    frame.next = page.next.and_then(|n| u8::try_from(n).ok());
-                    if usize::from(frame.at) >= view.items.len() {
-                        frame.at = 0;
-                    }
-                }
-                Reply::con(render::clamp(page.text, self.hop.screen_max))
-            }
+            Outcome::Show(notice) => self.show(notice.as_deref()),
         };
         Step {
             reply,

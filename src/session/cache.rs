@@ -12,11 +12,14 @@
 //! holds exactly the cached bytes, so the plan made from the cache is the plan a read would
 //! have made. Nothing here can cause a wrong screen; at worst it costs the round trip it saves.
 //!
+//! Each entry also keeps the three records decoded, so a hop planned from the cache neither
+//! copies nor parses them: an entry is shared (`Arc`) and immutable.
+//!
 //! The cache is bounded: a fixed number of shards, each a small map with a cap, entries expire
 //! with the session's TTL, and a full shard drops expired entries and then an arbitrary one.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The three records a hop reads, as the store holds them (`None`: absent).
@@ -27,8 +30,17 @@ pub struct Records {
     pub profile: Option<Vec<u8>>,
 }
 
+/// The three records both as stored (the guards' expected values) and decoded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Known {
+    pub records: Records,
+    pub session: Option<super::SessionRecord>,
+    pub cart: crate::menu::Cart,
+    pub profile: crate::menu::Profile,
+}
+
 struct Entry {
-    records: Records,
+    known: Arc<Known>,
     expires_at: Instant,
 }
 
@@ -64,13 +76,13 @@ impl SessionCache {
     }
 
     /// What this node last wrote for `session_key`, unless it has expired or been dropped.
-    pub fn get(&self, session_key: &str) -> Option<Records> {
+    pub fn get(&self, session_key: &str) -> Option<Arc<Known>> {
         if self.per_shard == 0 {
             return None;
         }
         let mut shard = self.shard(session_key);
         match shard.get(session_key) {
-            Some(entry) if entry.expires_at > Instant::now() => Some(entry.records.clone()),
+            Some(entry) if entry.expires_at > Instant::now() => Some(entry.known.clone()),
             Some(_) => {
                 shard.remove(session_key);
                 None
@@ -80,7 +92,7 @@ impl SessionCache {
     }
 
     /// Remembers what was just committed (or just read) for `session_key`.
-    pub fn put(&self, session_key: &str, records: Records) {
+    pub fn put(&self, session_key: &str, known: Arc<Known>) {
         if self.per_shard == 0 {
             return;
         }
@@ -95,7 +107,7 @@ impl SessionCache {
             }
         }
         let entry = Entry {
-            records,
+            known,
             expires_at: now + self.ttl,
         };
         match shard.get_mut(session_key) {
@@ -130,12 +142,15 @@ impl SessionCache {
 mod tests {
     use super::*;
 
-    fn records(session: &str) -> Records {
-        Records {
-            session: Some(session.as_bytes().to_vec()),
-            cart: None,
-            profile: Some(b"p".to_vec()),
-        }
+    fn records(session: &str) -> Arc<Known> {
+        Arc::new(Known {
+            records: Records {
+                session: Some(session.as_bytes().to_vec()),
+                cart: None,
+                profile: Some(b"p".to_vec()),
+            },
+            ..Known::default()
+        })
     }
 
     #[test]

@@ -253,6 +253,23 @@ impl RedisStore {
         }
         .map_err(StoreError::Unavailable)
     }
+
+    /// Runs `command`, an `EVALSHA` of `source` ([`commit_command`]). After a `NOSCRIPT` answer
+    /// (Redis restarted or failed over since the scripts were loaded) it loads the script and
+    /// sends the command once more.
+    async fn evalsha(&self, source: &str, command: &Cmd) -> Result<redis::Value, StoreError> {
+        match self.query(command).await {
+            Err(StoreError::Unavailable(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let _: String = self
+                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(source))
+                    .await?;
+                self.query(command).await
+            }
+            other => other,
+        }
+    }
 }
 
 #[async_trait]
@@ -269,54 +286,8 @@ impl Store for RedisStore {
     }
 
     async fn commit_reading(&self, batch: &Batch) -> Result<Guarded, StoreError> {
-        let mut invocation = self.commit_script.prepare_invoke();
-        let mut key_count = 0usize;
-        let mut next_key = |invocation: &mut redis::ScriptInvocation<'_>, key: &str| {
-            invocation.key(key);
-            key_count += 1;
-            key_count
-        };
-        invocation.arg(batch.guards.len());
-        for guard in &batch.guards {
-            let index = next_key(&mut invocation, &guard.key);
-            match &guard.expected {
-                Some(value) => invocation.arg(index).arg("1").arg(value.as_slice()),
-                None => invocation.arg(index).arg("0").arg(""),
-            };
-        }
-        for write in &batch.writes {
-            match write {
-                Write::Set { key, value, ttl_ms } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation
-                        .arg("S")
-                        .arg(index)
-                        .arg(value.as_slice())
-                        .arg(ttl_ms.unwrap_or(0))
-                }
-                Write::Delete { key } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation.arg("D").arg(index)
-                }
-                Write::ZAdd { key, score, member } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation.arg("Z").arg(index).arg(*score).arg(member)
-                }
-                Write::ZRem { key, member } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation.arg("R").arg(index).arg(member)
-                }
-                Write::Expire { key, ttl_ms } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation.arg("E").arg(index).arg(*ttl_ms)
-                }
-                Write::HIncrBy { key, field, by } => {
-                    let index = next_key(&mut invocation, key);
-                    invocation.arg("H").arg(index).arg(field).arg(*by)
-                }
-            };
-        }
-        match self.invoke::<redis::Value>(&invocation).await? {
+        let command = commit_command(self.commit_script.get_hash(), batch);
+        match self.evalsha(COMMIT_LUA, &command).await? {
             redis::Value::Int(1) => Ok(Guarded::Applied),
             redis::Value::Array(values) if values.len() == batch.guards.len() => values
                 .into_iter()
@@ -397,4 +368,71 @@ impl Store for RedisStore {
         };
         Ok(Some(acknowledged))
     }
+}
+
+/// The `EVALSHA` of [`COMMIT_LUA`] (by its `sha`) for `batch`, written straight into one
+/// command buffer: the keys first (guards, then writes, numbered in that order), then the
+/// arguments, which refer to the keys by number.
+fn commit_command(sha: &str, batch: &Batch) -> Cmd {
+    // Sized up front: the buffer would otherwise grow (and copy itself) several times per hop.
+    let values: usize = batch
+        .guards
+        .iter()
+        .map(|g| g.key.len() + g.expected.as_ref().map_or(0, Vec::len))
+        .sum::<usize>()
+        + batch
+            .writes
+            .iter()
+            .map(|w| match w {
+                Write::Set { key, value, .. } => key.len() + value.len(),
+                Write::ZAdd { key, member, .. }
+                | Write::ZRem { key, member }
+                | Write::HIncrBy {
+                    key, field: member, ..
+                } => key.len() + member.len(),
+                Write::Delete { key } | Write::Expire { key, .. } => key.len(),
+            })
+            .sum::<usize>();
+    let args = 3 + 4 * batch.guards.len() + 5 * batch.writes.len();
+    let mut cmd = redis::Cmd::with_capacity(args, values + 24 * args);
+    cmd.arg("EVALSHA")
+        .arg(sha)
+        .arg(batch.guards.len() + batch.writes.len());
+    for guard in &batch.guards {
+        cmd.arg(guard.key.as_str());
+    }
+    for write in &batch.writes {
+        let (Write::Set { key, .. }
+        | Write::Delete { key }
+        | Write::ZAdd { key, .. }
+        | Write::ZRem { key, .. }
+        | Write::Expire { key, .. }
+        | Write::HIncrBy { key, .. }) = write;
+        cmd.arg(key.as_str());
+    }
+    cmd.arg(batch.guards.len());
+    let mut index = 0usize;
+    for guard in &batch.guards {
+        index += 1;
+        match &guard.expected {
+            Some(value) => cmd.arg(index).arg("1").arg(value.as_slice()),
+            None => cmd.arg(index).arg("0").arg(""),
+        };
+    }
+    for write in &batch.writes {
+        index += 1;
+        match write {
+            Write::Set { value, ttl_ms, .. } => cmd
+                .arg("S")
+                .arg(index)
+                .arg(value.as_slice())
+                .arg(ttl_ms.unwrap_or(0)),
+            Write::Delete { .. } => cmd.arg("D").arg(index),
+            Write::ZAdd { score, member, .. } => cmd.arg("Z").arg(index).arg(*score).arg(member),
+            Write::ZRem { member, .. } => cmd.arg("R").arg(index).arg(member),
+            Write::Expire { ttl_ms, .. } => cmd.arg("E").arg(index).arg(*ttl_ms),
+            Write::HIncrBy { field, by, .. } => cmd.arg("H").arg(index).arg(field).arg(*by),
+        };
+    }
+    cmd
 }

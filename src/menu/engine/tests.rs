@@ -66,8 +66,12 @@ impl Phone {
     }
 
     fn hop(&self) -> Hop<'_> {
+        self.hop_in(catalog())
+    }
+
+    fn hop_in<'a>(&'a self, catalog: &'a Catalog) -> Hop<'a> {
         Hop {
-            catalog: catalog(),
+            catalog,
             msisdn: &self.msisdn,
             mpesa: self.mpesa,
             screen_max: self.screen_max,
@@ -2034,5 +2038,70 @@ fn a_till_shop_s_help_and_order_screens_name_the_till() {
     assert!(
         order.contains("Or pay KES 450 to Till 5123456 (Buy Goods).") && !order.contains("Account"),
         "{order}"
+    );
+}
+
+/// The catalog's page cache ([`crate::menu::pages`]) keeps a page under everything that decides
+/// it: walks that differ in language, screen budget or payee, served by one catalog in turn
+/// (each finding pages the others left), show exactly what a fresh catalog lays out for them.
+#[test]
+fn a_cached_page_is_the_page_a_fresh_catalog_lays_out() {
+    let load = || Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("menus")).unwrap();
+    let shared = load();
+    let walks: [&[&str]; 4] = [
+        &["1", "1", "98", "0", "2", "00", "4"],
+        &["3", "2", "00", "1", "1", "1"],
+        &["1", "2", "1", "x", "0", "0", "0", "5"],
+        &["1", "1", "2", "3", "1"],
+    ];
+    let mut variants = Vec::new();
+    for screen_max in [
+        crate::menu::DEFAULT_SCREEN_MAX,
+        crate::menu::SMALLEST_SCREEN_MAX,
+    ] {
+        for till in [None, Some("300584".to_owned())] {
+            for swahili in [false, true] {
+                variants.push((screen_max, till.clone(), swahili));
+            }
+        }
+    }
+    let walk = |catalog: &Catalog,
+                (screen_max, till, swahili): &(usize, Option<String>, bool),
+                inputs: &[&str]| {
+        let mut phone = Phone::new();
+        phone.screen_max = *screen_max;
+        phone.till = till.clone();
+        let mut screens = Vec::new();
+        let first = start(&phone.hop_in(catalog));
+        phone.apply(first);
+        if *swahili {
+            for input in ["4", "2"] {
+                let next = step(&phone.hop_in(catalog), &phone.state, input);
+                phone.apply(next);
+            }
+        }
+        screens.push(phone.reply.text.clone());
+        for input in inputs {
+            let next = step(&phone.hop_in(catalog), &phone.state, input);
+            screens.push(phone.apply(next).to_owned());
+        }
+        screens
+    };
+    for round in 0..2 {
+        for variant in &variants {
+            for inputs in walks {
+                let fresh = walk(&load(), variant, inputs);
+                assert_eq!(
+                    walk(&shared, variant, inputs),
+                    fresh,
+                    "round {round}, {variant:?}, {inputs:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        shared.pages().len() > 10,
+        "{} pages kept",
+        shared.pages().len()
     );
 }
