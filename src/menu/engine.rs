@@ -870,8 +870,9 @@ impl<'h, 'a> Session<'h, 'a> {
         })
     }
 
-    /// The top screen's page, with `notice` on top: from the catalog's [`super::pages::Pages`] when the menus
-    /// alone decide it, else laid out now (and kept, when it qualifies).
+    /// The top screen's page, with `notice` on top: from the catalog's
+    /// [`super::pages::Pages`] when the menus alone decide it, else laid out now (and kept, when
+    /// it qualifies).
     fn show(&mut self, notice: Option<&str>) -> Reply {
         let key = if notice.is_none() {
             self.page_key()
@@ -905,7 +906,8 @@ impl<'h, 'a> Session<'h, 'a> {
         Reply::con(text)
     }
 
-    /// The key of the top screen's page in [`super::pages::Pages`], for the screens the menus alone decide.
+    /// The key of the top screen's page in [`super::pages::Pages`], for the screens the menus
+    /// alone decide.
     fn page_key(&self) -> Option<PageKey> {
         let screen = self.top();
         let payee = match &screen {
