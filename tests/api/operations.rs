@@ -38,12 +38,19 @@ impl Capture {
     }
 
     /// Installs the capture for the current thread until the guard is dropped.
+    ///
+    /// Then every callsite's cached interest is worked out again: a callsite that another test's
+    /// thread registered at the same moment may have cached "never" (no other subscriber wants
+    /// it) without counting this one, and its events would be lost here (seen once in a full
+    /// run: the "order placed" line missing).
     fn install(&self) -> tracing::subscriber::DefaultGuard {
-        tracing::subscriber::set_default(
+        let guard = tracing::subscriber::set_default(
             tracing_subscriber::registry()
                 .with(tracing_subscriber::filter::LevelFilter::INFO)
                 .with(self.clone()),
-        )
+        );
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 }
 
