@@ -55,6 +55,20 @@ pub enum Write {
     HIncrBy { key: String, field: String, by: i64 },
 }
 
+impl Write {
+    /// The key this write changes.
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Set { key, .. }
+            | Write::Delete { key }
+            | Write::ZAdd { key, .. }
+            | Write::ZRem { key, .. }
+            | Write::Expire { key, .. }
+            | Write::HIncrBy { key, .. } => key,
+        }
+    }
+}
+
 /// A guard: the key must hold exactly `expected` (`None`: the key must not exist).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Guard {

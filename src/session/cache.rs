@@ -142,7 +142,7 @@ impl SessionCache {
 mod tests {
     use super::*;
 
-    fn records(session: &str) -> Arc<Known> {
+    fn known(session: &str) -> Arc<Known> {
         Arc::new(Known {
             records: Records {
                 session: Some(session.as_bytes().to_vec()),
@@ -157,11 +157,11 @@ mod tests {
     fn remembers_the_last_write_of_each_session() {
         let cache = SessionCache::new(100, Duration::from_secs(60));
         assert_eq!(cache.get("s1"), None);
-        cache.put("s1", records("a"));
-        cache.put("s1", records("b"));
-        cache.put("s2", records("c"));
-        assert_eq!(cache.get("s1"), Some(records("b")));
-        assert_eq!(cache.get("s2"), Some(records("c")));
+        cache.put("s1", known("a"));
+        cache.put("s1", known("b"));
+        cache.put("s2", known("c"));
+        assert_eq!(cache.get("s1"), Some(known("b")));
+        assert_eq!(cache.get("s2"), Some(known("c")));
         cache.forget("s1");
         assert_eq!(cache.get("s1"), None);
     }
@@ -170,16 +170,16 @@ mod tests {
     fn stays_within_its_capacity() {
         let cache = SessionCache::new(64, Duration::from_secs(60));
         for i in 0..10_000 {
-            cache.put(&format!("s{i}"), records("x"));
+            cache.put(&format!("s{i}"), known("x"));
         }
         assert!(cache.len() <= 64, "{} entries", cache.len());
-        assert_eq!(cache.get("s9999"), Some(records("x")), "the newest stays");
+        assert_eq!(cache.get("s9999"), Some(known("x")), "the newest stays");
     }
 
     #[test]
     fn entries_expire_with_the_session() {
         let cache = SessionCache::new(10, Duration::from_millis(20));
-        cache.put("s1", records("a"));
+        cache.put("s1", known("a"));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get("s1"), None);
         assert!(cache.is_empty());
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn capacity_zero_turns_it_off() {
         let cache = SessionCache::new(0, Duration::from_secs(60));
-        cache.put("s1", records("a"));
+        cache.put("s1", known("a"));
         assert_eq!(cache.get("s1"), None);
     }
 }

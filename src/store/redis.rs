@@ -214,10 +214,16 @@ impl RedisStore {
     /// every master.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         for source in [COMMIT_LUA, CLAIM_LUA] {
-            let _: String = self
-                .query(redis::cmd("SCRIPT").arg("LOAD").arg(source))
-                .await?;
+            self.load_script(source).await?;
         }
+        Ok(())
+    }
+
+    /// `SCRIPT LOAD` (on every master of a cluster).
+    async fn load_script(&self, source: &str) -> Result<(), StoreError> {
+        let _: String = self
+            .query(redis::cmd("SCRIPT").arg("LOAD").arg(source))
+            .await?;
         Ok(())
     }
 
@@ -262,9 +268,7 @@ impl RedisStore {
             Err(StoreError::Unavailable(e))
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
-                let _: String = self
-                    .query(redis::cmd("SCRIPT").arg("LOAD").arg(source))
-                    .await?;
+                self.load_script(source).await?;
                 self.query(command).await
             }
             other => other,
@@ -383,14 +387,15 @@ fn commit_command(sha: &str, batch: &Batch) -> Cmd {
         + batch
             .writes
             .iter()
-            .map(|w| match w {
-                Write::Set { key, value, .. } => key.len() + value.len(),
-                Write::ZAdd { key, member, .. }
-                | Write::ZRem { key, member }
-                | Write::HIncrBy {
-                    key, field: member, ..
-                } => key.len() + member.len(),
-                Write::Delete { key } | Write::Expire { key, .. } => key.len(),
+            .map(|w| {
+                w.key().len()
+                    + match w {
+                        Write::Set { value, .. } => value.len(),
+                        Write::ZAdd { member, .. }
+                        | Write::ZRem { member, .. }
+                        | Write::HIncrBy { field: member, .. } => member.len(),
+                        Write::Delete { .. } | Write::Expire { .. } => 0,
+                    }
             })
             .sum::<usize>();
     let args = 3 + 4 * batch.guards.len() + 5 * batch.writes.len();
@@ -402,13 +407,7 @@ fn commit_command(sha: &str, batch: &Batch) -> Cmd {
         cmd.arg(guard.key.as_str());
     }
     for write in &batch.writes {
-        let (Write::Set { key, .. }
-        | Write::Delete { key }
-        | Write::ZAdd { key, .. }
-        | Write::ZRem { key, .. }
-        | Write::Expire { key, .. }
-        | Write::HIncrBy { key, .. }) = write;
-        cmd.arg(key.as_str());
+        cmd.arg(write.key());
     }
     cmd.arg(batch.guards.len());
     let mut index = 0usize;

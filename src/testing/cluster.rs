@@ -780,14 +780,7 @@ fn batch_keys(batch: &Batch) -> impl Iterator<Item = &str> {
         .guards
         .iter()
         .map(|g| g.key.as_str())
-        .chain(batch.writes.iter().map(|w| match w {
-            Write::Set { key, .. }
-            | Write::Delete { key }
-            | Write::ZAdd { key, .. }
-            | Write::ZRem { key, .. }
-            | Write::Expire { key, .. }
-            | Write::HIncrBy { key, .. } => key.as_str(),
-        }))
+        .chain(batch.writes.iter().map(Write::key))
 }
 
 #[async_trait]
