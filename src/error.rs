@@ -8,14 +8,12 @@
 //! `responseExitCode` object for Infobip.
 //!
 //! Rendering has no side effects: the error rides along in the response's extensions and
-//! [`log_app_errors`] logs it once.
+//! [`crate::bounds`] logs it once.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::Request;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::gateway::BadCallback;
@@ -67,7 +65,7 @@ impl From<BadCallback> for AppError {
     }
 }
 
-/// The error as logged by [`log_app_errors`].
+/// The error as logged by [`crate::bounds`].
 #[derive(Clone)]
 pub struct LoggedError(pub Arc<AppError>);
 
@@ -103,28 +101,6 @@ impl IntoResponse for AppError {
             .insert(LoggedError(Arc::new(self)));
         response
     }
-}
-
-/// Logs every [`AppError`] once, where it is handled: malformed callbacks as warnings (someone
-/// else's bug); and every 5xx answer as an error, with its method and path (what
-/// `tower_http`'s trace layer did, without its per-request span and future on the hot path:
-/// the hop has its own span, see [`crate::ussd`]).
-pub async fn log_app_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if let Some(LoggedError(error)) = response.extensions().get::<LoggedError>() {
-        tracing::warn!(error.message = %error, "rejected a malformed callback");
-    }
-    if response.status().is_server_error() {
-        tracing::error!(
-            http.method = %method,
-            http.path = %crate::telemetry::path_for_log(&path),
-            http.status = response.status().as_u16(),
-            "request failed"
-        );
-    }
-    response
 }
 
 /// `error: cause: cause`, every link of the chain on one line.

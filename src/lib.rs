@@ -1,13 +1,15 @@
 //! Duka: a USSD and SMS shop.
 //!
 //! # A request, through the modules
+//! 0. [`bounds`] bounds every request in size and time, and logs the failed ones.
 //! 1. An adapter in [`gateway`] (one file per aggregator: Africa's Talking, Hubtel, …) turns its
 //!    wire request into a gateway-neutral [`gateway::UssdRequest`]; [`ussd::answer`] owns the hop
 //!    (span, recording, metrics, the apology), and the adapter renders the [`menu::Reply`] back
 //!    in its wire format.
-//! 2. [`session`] reads the session, cart and profile in one round trip, works out the new input
-//!    from the cumulative text, and runs [`menu::engine`] (pure: no I/O, no clock).
-//! 3. [`session`] commits the new state, and any order the step placed, in a second round trip,
+//! 2. [`session`] reads the session, cart and profile in one round trip (or takes them from the
+//!    node's cache of what it last wrote), works out the new input from the cumulative text, and
+//!    runs [`menu::engine`] (pure: no I/O, no clock).
+//! 3. [`session`] commits the new state, and any order the step placed, in one more round trip,
 //!    guarded so that two hops of one session can never both win.
 //! 4. [`jobs`] picks up the work the commit scheduled (the STK push, the receipt SMS) after the
 //!    reply has gone out.
@@ -46,6 +48,7 @@ pub mod sandbox;
 pub mod sms;
 // The server.
 pub mod bench;
+pub mod bounds;
 pub mod config;
 pub mod console;
 pub mod dial;

@@ -27,13 +27,14 @@ fn render_labels(rendered: &mut String, labels: &[(&'static str, &str)]) {
         }
         rendered.push_str(key);
         rendered.push_str("=\"");
-        for c in value.chars() {
-            rendered.push(if matches!(c, '"' | '\\' | '\n') {
-                '_'
-            } else {
-                c
-            });
+        // Values are screen ids and fixed names: almost never anything to replace.
+        let mut rest = *value;
+        while let Some(at) = rest.find(['"', '\\', '\n']) {
+            rendered.push_str(&rest[..at]);
+            rendered.push('_');
+            rest = &rest[at + 1..];
         }
+        rendered.push_str(rest);
         rendered.push('"');
     }
 }
@@ -191,6 +192,15 @@ mod tests {
             .matches("duka_funnel_reached_total{")
             .count();
         assert_eq!(series, MAX_SCREEN_SERIES + 1);
+    }
+
+    #[test]
+    fn a_label_value_cannot_break_the_exposition() {
+        let mut rendered = String::new();
+        render_labels(&mut rendered, &[("screen", "a\"b\\c\nd"), ("lang", "sw")]);
+        assert_eq!(rendered, "screen=\"a_b_c_d\",lang=\"sw\"");
+        render_labels(&mut rendered, &[("screen", "main")]);
+        assert_eq!(rendered, "screen=\"main\"");
     }
 
     #[test]

@@ -114,7 +114,14 @@ impl Msisdn {
         if !(national.starts_with('7') || national.starts_with('1')) {
             return Err(MsisdnError::NotKenyanMobile);
         }
-        Ok(Self(format!("{KENYA}{national}")))
+        if digits.len() == KENYA.len() + national.len() {
+            // Already `254…`: the digits are the number.
+            return Ok(Self(digits));
+        }
+        let mut e164 = String::with_capacity(KENYA.len() + national.len());
+        e164.push_str(KENYA);
+        e164.push_str(national);
+        Ok(Self(e164))
     }
 
     /// Another country's number: its country code and subscriber number, as E.164 allows.

@@ -270,7 +270,7 @@ fn walk(
     shop: &Shop,
     req: &UssdRequest,
     (cart, profile): (&Cart, &Profile),
-    resumed: Option<(MenuState, Reply)>,
+    resumed: Option<(&MenuState, &Reply)>,
     inputs: &[String],
     order_number: &str,
     (now_ms, push_blocked_until_ms): (i64, Option<i64>),
@@ -304,8 +304,8 @@ fn walk(
     };
     match resumed {
         Some((state, reply)) => {
-            walked.state = state;
-            walked.reply = reply;
+            walked.state = state.clone();
+            walked.reply = reply.clone();
         }
         None => run(&mut walked, &menu::start),
     }
@@ -313,7 +313,8 @@ fn walk(
         if walked.reply.end {
             break;
         }
-        let state = walked.state.clone();
+        // The step reads the state it leaves; the next one replaces it.
+        let state = std::mem::take(&mut walked.state);
         run(&mut walked, &|hop| menu::step(hop, &state, input));
     }
     walked
@@ -329,13 +330,6 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
     let session_key = shop.keys.session(&req.msisdn, &req.session_id);
     let cart_key = shop.keys.cart(&req.msisdn);
     let profile_key = shop.keys.profile(&req.msisdn);
-    // The phone's push history rides along in the same read: checkout needs the prompt limit.
-    let keys = [
-        session_key.clone(),
-        cart_key.clone(),
-        profile_key.clone(),
-        shop.keys.push_history(&req.msisdn),
-    ];
     // The limit as this hop read it; `None` when it planned from the cache or a conflict.
     let mut read_block: Option<Option<i64>> = None;
     let mut lang = Lang::default();
@@ -350,6 +344,13 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
             Some(known) => known,
             None => {
                 guessed = false;
+                // The phone's push history rides along: checkout needs the prompt limit.
+                let keys = [
+                    session_key.clone(),
+                    cart_key.clone(),
+                    profile_key.clone(),
+                    shop.keys.push_history(&req.msisdn),
+                ];
                 let values = shop
                     .store
                     .get(&keys)
@@ -407,11 +408,9 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                     from_screen: None,
                 });
             }
-            (Plan::Continue(inputs), Some(session)) => (
-                inputs,
-                Some((session.menu.clone(), session.reply.clone())),
-                session.hops,
-            ),
+            (Plan::Continue(inputs), Some(session)) => {
+                (inputs, Some((&session.menu, &session.reply)), session.hops)
+            }
             // `plan` repeats or continues only a session that exists; anything else starts one.
             (Plan::Start(inputs) | Plan::Continue(inputs), _) => (inputs, None, 0),
             (Plan::Repeat, None) => (Vec::new(), None, 0),
@@ -422,7 +421,7 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 shop,
                 req,
                 (cart, profile),
-                resumed.clone(),
+                resumed,
                 &inputs,
                 order_number,
                 (now_ms, push_blocked_until_ms),
@@ -462,17 +461,21 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
         };
 
         let mut batch = Batch::new();
-        let mut written = current.records.clone();
-        written.session = Some(record.encode());
+        let encoded = record.encode();
         batch
             .guard(&session_key, session_raw.as_deref())
             .guard(&cart_key, cart_raw.as_deref())
             .guard(&profile_key, profile_raw.as_deref())
             .set(
                 &session_key,
-                written.session.clone().unwrap_or_default(),
+                encoded.clone(),
                 Some(shop.settings.session_ttl_ms),
             );
+        let mut written = Records {
+            session: Some(encoded),
+            cart: cart_raw.clone(),
+            profile: profile_raw.clone(),
+        };
         if new_cart != *cart {
             if new_cart.is_empty() {
                 batch.delete(&cart_key);

@@ -15,10 +15,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::background::Background;
+use crate::bounds::Bounds;
 use crate::config::{MpesaSettings, Settings, SmsSettings, StoreSettings};
 use crate::fixtures::record::Recorder;
 use crate::gateway::guard::UssdGuard;
@@ -35,11 +34,6 @@ use crate::sms::africastalking::{AtSmsClient, AtSmsConfig};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::SharedStore;
-
-/// The largest request body accepted on any route. Real callbacks are a few hundred bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Every request is answered within this time, well inside Africa's Talking's 15 s.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler can reach.
 ///
@@ -146,15 +140,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::sandbox::demo::router())
         .merge(crate::operator::endpoint::router())
         .merge(crate::console::router(&state))
-        .layer(axum::middleware::from_fn(crate::error::log_app_errors))
+        .layer(Bounds::logging())
         // Outside the error log, which logs every 5xx as an ERROR: a 503 here is a normal
         // answer, logged by the handler once per change.
-        .route("/readyz", get(readyz))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .route("/readyz", get(readyz).layer(Bounds::quiet()))
         .with_state(state)
 }
 

@@ -13,6 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod monitor;
+
+pub use monitor::Monitor;
+
 /// Why a throwaway Redis could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TestRedisError {

@@ -5,8 +5,9 @@
 //! (`duka bench --url … --json`), so the three compete for the cores the way a gateway, a server
 //! and Redis would. The servers:
 //!
-//! - **baseline**: the trivial server of [`super::trivial`] with one Redis round trip per hop
-//!   (`duka bench --trivial-server ADDR --trivial-redis URL`): no menu logic, no session;
+//! - **baseline**: the trivial server of [`super::trivial`] with one Redis round trip per hop,
+//!   a pipelined `GET` + `SET` (`duka bench --trivial-server ADDR --trivial-redis URL`): no menu
+//!   logic, no session;
 //! - **duka**: `duka serve` with `REDIS_URL`, the whole hop.
 //!
 //! Each run prints hops/s, p99 and the server's CPU per hop (its `utime + stime` from

@@ -7,9 +7,10 @@
 //! put in per request. Against it, `duka bench` measures its own ceiling: the load it can drive
 //! when the server costs next to nothing.
 //!
-//! With a Redis URL, each hop also makes one Redis round trip (a `SET` of the text with a TTL):
-//! the "bare axum handler with one Redis call" that bounds what Duka's two-round-trip hop can
-//! reach here.
+//! With a Redis URL, each hop also makes one Redis round trip: a `GET` of the session's key and a
+//! `SET` of the text with a TTL, pipelined, as issue 11's "bare axum handler doing one Redis
+//! GET+SET round trip per hop, no menu logic" does. It bounds what Duka's hop (one guarded
+//! commit in steady state) can reach here.
 //!
 //! This is a measuring instrument, not a shop: it is reachable only through `duka bench`'s
 //! hidden flags, and binds to loopback only.
@@ -49,8 +50,8 @@ pub struct Trivial {
 }
 
 impl Trivial {
-    /// A trivial server over `catalog`, making one Redis round trip per hop when `redis_url` is
-    /// given.
+    /// A trivial server over `catalog`, making one Redis round trip (`GET` + `SET`) per hop
+    /// when `redis_url` is given.
     ///
     /// # Errors
     /// Redis does not answer.
@@ -179,8 +180,11 @@ async fn hop(State(trivial): State<Arc<Trivial>>, body: Bytes) -> Response {
         canned.to_string()
     };
     if let Some(redis) = &trivial.redis {
-        let stored: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("duka-trivial:{}", req.session_id))
+        let key = format!("duka-trivial:{}", req.session_id);
+        let stored: redis::RedisResult<(Option<Vec<u8>>, ())> = redis::pipe()
+            .get(&key)
+            .cmd("SET")
+            .arg(&key)
             .arg(&text)
             .arg("PX")
             .arg(REDIS_TTL_MS)

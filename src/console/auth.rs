@@ -242,7 +242,7 @@ pub async fn require(State(app): State<AppState>, request: Request, next: Next) 
             Some(token) => Some(token),
             None => {
                 let (parts, body) = request.into_parts();
-                let Ok(bytes) = axum::body::to_bytes(body, crate::startup::MAX_BODY_BYTES).await
+                let Ok(bytes) = axum::body::to_bytes(body, crate::bounds::MAX_BODY_BYTES).await
                 else {
                     return refuse(StatusCode::BAD_REQUEST, "unreadable body");
                 };

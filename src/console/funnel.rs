@@ -40,11 +40,14 @@ pub struct Funnel {
 /// One day's counts: screen to (reached, left).
 type DayCounts = HashMap<String, (i64, i64)>;
 
-fn count<'a>(day: &'a mut DayCounts, screen: &str) -> &'a mut (i64, i64) {
-    if !day.contains_key(screen) {
-        day.insert(screen.to_owned(), (0, 0));
+/// Adds to `screen`'s counts: one lookup once the screen has been seen that day.
+fn add(day: &mut DayCounts, screen: &str, reached: i64, left: i64) {
+    if let Some(counts) = day.get_mut(screen) {
+        counts.0 += reached;
+        counts.1 += left;
+    } else {
+        day.insert(screen.to_owned(), (reached, left));
     }
-    day.get_mut(screen).expect("just inserted")
 }
 
 impl Funnel {
@@ -57,9 +60,9 @@ impl Funnel {
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let today = pending.entry(day).or_default();
-            count(today, to).0 += 1;
+            add(today, to, 1, 0);
             if let Some(from) = from {
-                count(today, from).1 += 1;
+                add(today, from, 0, 1);
             }
         }
         metrics.inc_screen("duka_funnel_reached_total", to);
@@ -93,9 +96,7 @@ impl Funnel {
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 let today = pending.entry(day).or_default();
                 for (screen, reached, left) in counts {
-                    let entry = count(today, &screen);
-                    entry.0 += reached;
-                    entry.1 += left;
+                    add(today, &screen, reached, left);
                 }
             }
         }

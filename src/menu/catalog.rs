@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::gsm7;
 use crate::menu::pages::Pages;
+use crate::menu::render::Chrome;
 use crate::menu::Lang;
 use crate::money::Kes;
 use crate::orders::OrderLine;
@@ -184,6 +185,8 @@ pub struct Catalog {
     product_index: HashMap<String, (usize, usize)>,
     /// The pages the menus alone decide, as shoppers have seen them ([`crate::menu::pages`]).
     pages: Pages,
+    /// `98. More` and the navigation line, per language.
+    chrome: PerLang<Chrome>,
 }
 
 /// A category of products, in menu order.
@@ -376,7 +379,7 @@ impl Catalog {
                 product_index.insert(product.id.clone(), (c, p));
             }
         }
-        let catalog = Catalog {
+        let mut catalog = Catalog {
             shop_name,
             help_phone,
             screens,
@@ -384,7 +387,12 @@ impl Catalog {
             categories,
             product_index,
             pages: Pages::default(),
+            chrome: PerLang([Chrome::default(), Chrome::default()]),
         };
+        catalog.chrome = PerLang([
+            Chrome::of(&catalog, Lang::En),
+            Chrome::of(&catalog, Lang::Sw),
+        ]);
         catalog.check_screens(&mut problems);
         catalog.check_texts(&mut problems);
         budget::check(&catalog, &mut problems);
@@ -422,6 +430,11 @@ impl Catalog {
             Some(template) => fill(template, values),
             None => id.to_owned(),
         }
+    }
+
+    /// `98. More` and the navigation line in `lang`.
+    pub(crate) fn chrome(&self, lang: Lang) -> &Chrome {
+        self.chrome.get(lang)
     }
 
     /// The laid-out pages of this catalog's fixed screens.

@@ -175,32 +175,70 @@ impl Screen {
 /// A frame as one short string: a one-letter screen code, its arguments after `:`, then
 /// `@start` when the page does not start at the first item and `>next` when a next page
 /// exists. Ids never contain `:`, `@` or `>` (the catalog allows `a-z0-9-_` only).
-impl fmt::Display for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.screen {
-            Screen::Static(id) => write!(f, "s:{id}")?,
-            Screen::Resume => f.write_str("r")?,
-            Screen::Categories => f.write_str("c")?,
-            Screen::Products(category) => write!(f, "p:{category}")?,
-            Screen::Quantity(product) => write!(f, "q:{product}")?,
-            Screen::Added(product, qty) => write!(f, "a:{product}:{qty}")?,
-            Screen::Cart => f.write_str("k")?,
-            Screen::Remove => f.write_str("x")?,
-            Screen::Line(product) => write!(f, "i:{product}")?,
-            Screen::NewQty(product) => write!(f, "u:{product}")?,
-            Screen::Clear => f.write_str("e")?,
-            Screen::Checkout => f.write_str("o")?,
-            Screen::Payer => f.write_str("n")?,
-            Screen::Orders => f.write_str("l")?,
-            Screen::Order(number) => write!(f, "d:{number}")?,
+impl Frame {
+    /// Appends the frame's string to `out`. Written by hand rather than through `fmt`: every
+    /// hop stores its whole stack, and the formatting machinery cost more than the writing.
+    fn write_to(&self, out: &mut String) {
+        let (code, arg) = match &self.screen {
+            Screen::Static(id) => ("s", Some(id.as_str())),
+            Screen::Resume => ("r", None),
+            Screen::Categories => ("c", None),
+            Screen::Products(category) => ("p", Some(category.as_str())),
+            Screen::Quantity(product) => ("q", Some(product.as_str())),
+            Screen::Added(product, _) => ("a", Some(product.as_str())),
+            Screen::Cart => ("k", None),
+            Screen::Remove => ("x", None),
+            Screen::Line(product) => ("i", Some(product.as_str())),
+            Screen::NewQty(product) => ("u", Some(product.as_str())),
+            Screen::Clear => ("e", None),
+            Screen::Checkout => ("o", None),
+            Screen::Payer => ("n", None),
+            Screen::Orders => ("l", None),
+            Screen::Order(number) => ("d", Some(number.as_str())),
+        };
+        out.push_str(code);
+        if let Some(arg) = arg {
+            out.push(':');
+            out.push_str(arg);
+        }
+        if let Screen::Added(_, qty) = &self.screen {
+            out.push(':');
+            push_number(out, *qty);
         }
         if self.at > 0 {
-            write!(f, "@{}", self.at)?;
+            out.push('@');
+            push_number(out, u32::from(self.at));
         }
         if let Some(next) = self.next {
-            write!(f, ">{next}")?;
+            out.push('>');
+            push_number(out, u32::from(next));
         }
-        Ok(())
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_number(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(24);
+        self.write_to(&mut out);
+        f.write_str(&out)
     }
 }
 
@@ -251,7 +289,9 @@ impl std::str::FromStr for Frame {
 
 impl Serialize for Frame {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut out = String::with_capacity(24);
+        self.write_to(&mut out);
+        serializer.serialize_str(&out)
     }
 }
 

@@ -102,8 +102,7 @@ impl View {
         head: &[&str],
         max: usize,
     ) -> Page {
-        let more = format!("{MORE_KEY}. {}", catalog.text(lang, "nav.more", &[]));
-        let nav = nav_line(catalog, lang);
+        let Chrome { more, nav } = catalog.chrome(lang);
 
         // Every line costs its septets plus one for the line feed before it.
         let fixed: Vec<&str> = notice
@@ -113,7 +112,7 @@ impl View {
             .chain(self.nav.then_some(nav.as_str()))
             .collect();
         let base: usize = fixed.iter().map(|line| width(line) + 1).sum();
-        let more_cost = width(&more) + 1;
+        let more_cost = width(more) + 1;
         let budget = max + 1;
 
         // The most items that fit, trying every count: the last item needs no `98. More`, so a
@@ -147,15 +146,32 @@ impl View {
         lines.extend(self.items[start..start + shown].iter().map(String::as_str));
         lines.extend(self.foot.iter().map(String::as_str));
         if next.is_some() {
-            lines.push(&more);
+            lines.push(more);
         }
         if self.nav {
-            lines.push(&nav);
+            lines.push(nav);
         }
         Page {
             text: lines.join("\n"),
             next,
             fits,
+        }
+    }
+}
+
+/// The lines every list screen may end with, in one language: `98. More` and the navigation
+/// line. Worked out once per catalog ([`Catalog::chrome`]), since every laid-out page needs them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Chrome {
+    pub more: String,
+    pub nav: String,
+}
+
+impl Chrome {
+    pub(crate) fn of(catalog: &Catalog, lang: Lang) -> Chrome {
+        Chrome {
+            more: format!("{MORE_KEY}. {}", catalog.text(lang, "nav.more", &[])),
+            nav: nav_line(catalog, lang),
         }
     }
 }

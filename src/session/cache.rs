@@ -15,10 +15,15 @@
 //! Each entry also keeps the three records decoded, so a hop planned from the cache neither
 //! copies nor parses them: an entry is shared (`Arc`) and immutable.
 //!
-//! The cache is bounded: a fixed number of shards, each a small map with a cap, entries expire
-//! with the session's TTL, and a full shard drops expired entries and then an arbitrary one.
+//! The cache is bounded: a fixed number of shards, each a small map with a cap; entries expire
+//! with the session's TTL, and a full shard drops its oldest entry first (first in, first out),
+//! in constant time: a full cache is the normal state of a busy node, so a hop must never pay
+//! for a sweep of the shard. Each operation hashes the session key once (keyed SipHash, so
+//! callers cannot aim keys at one bucket); the shard is picked and the entry found by that hash,
+//! and the entry keeps its key to tell two sessions of one hash apart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,11 +45,46 @@ pub struct Known {
 }
 
 struct Entry {
+    key: String,
     known: Arc<Known>,
     expires_at: Instant,
 }
 
-const SHARDS: usize = 32;
+/// One shard: entries by the hash of their key, and the hashes in the order they came in.
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
+    /// Every hash put since the last compaction, oldest first; a hash whose entry is gone (or
+    /// was put again) is skipped when its turn comes.
+    arrivals: VecDeque<u64>,
+}
+
+/// The map's hasher for keys that are already hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys reach here (`write_u64`); fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The shard is picked by the top bits, so within a shard they are all alike: turn the
+        // word so that the map's bucket and tag bits both come from the bits that vary.
+        self.0 = n.rotate_left(32);
+    }
+}
+
+/// The top bits of a key's hash that pick its shard.
+const SHARD_BITS: u32 = 5;
+const SHARDS: usize = 1 << SHARD_BITS;
 
 /// How many sessions one node remembers by default (`DUKA_SESSION_CACHE`): each entry is about
 /// the 1 KiB a session costs in Redis, so this is tens of megabytes at most.
@@ -52,27 +92,30 @@ pub const DEFAULT_CAPACITY: usize = 32_768;
 
 /// The bounded per-node cache of the records this node last committed for a session.
 pub struct SessionCache {
-    shards: Vec<Mutex<HashMap<String, Entry>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     ttl: Duration,
+    hasher: RandomState,
 }
 
 impl SessionCache {
     /// A cache of at most about `capacity` sessions (0 turns it off), each kept for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS),
             ttl,
+            hasher: RandomState::new(),
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-        self.shards[(hash as usize) % SHARDS]
+    fn shard(&self, key: &str) -> (u64, std::sync::MutexGuard<'_, Shard>) {
+        let hash = self.hasher.hash_one(key);
+        // The top bits pick the shard (see `Prehashed` for the map's own bits).
+        let shard = self.shards[(hash >> (64 - SHARD_BITS)) as usize]
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        (hash, shard)
     }
 
     /// What this node last wrote for `session_key`, unless it has expired or been dropped.
@@ -80,15 +123,16 @@ impl SessionCache {
         if self.per_shard == 0 {
             return None;
         }
-        let mut shard = self.shard(session_key);
-        match shard.get(session_key) {
-            Some(entry) if entry.expires_at > Instant::now() => Some(entry.known.clone()),
-            Some(_) => {
-                shard.remove(session_key);
-                None
-            }
-            None => None,
+        let (hash, mut shard) = self.shard(session_key);
+        let entry = shard.entries.get(&hash)?;
+        if entry.key != session_key {
+            return None;
         }
+        if entry.expires_at > Instant::now() {
+            return Some(entry.known.clone());
+        }
+        shard.entries.remove(&hash);
+        None
     }
 
     /// Remembers what was just committed (or just read) for `session_key`.
@@ -96,32 +140,51 @@ impl SessionCache {
         if self.per_shard == 0 {
             return;
         }
-        let now = Instant::now();
-        let mut shard = self.shard(session_key);
-        if shard.len() >= self.per_shard && !shard.contains_key(session_key) {
-            shard.retain(|_, e| e.expires_at > now);
-            if shard.len() >= self.per_shard {
-                if let Some(victim) = shard.keys().next().cloned() {
-                    shard.remove(&victim);
-                }
+        let expires_at = Instant::now() + self.ttl;
+        let (hash, mut shard) = self.shard(session_key);
+        if let Some(entry) = shard.entries.get_mut(&hash) {
+            if entry.key != session_key {
+                entry.key = session_key.to_owned();
             }
+            entry.known = known;
+            entry.expires_at = expires_at;
+            return;
         }
-        let entry = Entry {
-            known,
-            expires_at: now + self.ttl,
-        };
-        match shard.get_mut(session_key) {
-            Some(old) => *old = entry,
-            None => {
-                shard.insert(session_key.to_owned(), entry);
-            }
+        while shard.entries.len() >= self.per_shard {
+            let Some(oldest) = shard.arrivals.pop_front() else {
+                break;
+            };
+            shard.entries.remove(&oldest);
+        }
+        shard.entries.insert(
+            hash,
+            Entry {
+                key: session_key.to_owned(),
+                known,
+                expires_at,
+            },
+        );
+        shard.arrivals.push_back(hash);
+        // Forgotten sessions leave their hash behind: drop those now and then, so the queue
+        // stays within twice the shard (amortised constant time per put).
+        if shard.arrivals.len() > 2 * self.per_shard.max(8) {
+            let Shard { entries, arrivals } = &mut *shard;
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            arrivals.retain(|h| entries.contains_key(h) && seen.insert(*h));
         }
     }
 
     /// Forgets `session_key` (its hop failed in a way that leaves the store's state unknown).
     pub fn forget(&self, session_key: &str) {
         if self.per_shard > 0 {
-            self.shard(session_key).remove(session_key);
+            let (hash, mut shard) = self.shard(session_key);
+            if shard
+                .entries
+                .get(&hash)
+                .is_some_and(|e| e.key == session_key)
+            {
+                shard.entries.remove(&hash);
+            }
         }
     }
 
@@ -129,7 +192,12 @@ impl SessionCache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
             .sum()
     }
 
@@ -174,6 +242,39 @@ mod tests {
         }
         assert!(cache.len() <= 64, "{} entries", cache.len());
         assert_eq!(cache.get("s9999"), Some(known("x")), "the newest stays");
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_entries_first() {
+        let cache = SessionCache::new(SHARDS * 4, Duration::from_secs(60));
+        for i in 0..1_000 {
+            cache.put(&format!("s{i}"), known("x"));
+        }
+        // Each shard keeps its 4 newest: every one of the last few is still there.
+        for i in 996..1_000 {
+            assert_eq!(cache.get(&format!("s{i}")), Some(known("x")), "s{i}");
+        }
+        assert_eq!(cache.get("s0"), None);
+        assert!(cache.len() <= SHARDS * 4);
+    }
+
+    #[test]
+    fn forgotten_sessions_do_not_pile_up_in_the_queue() {
+        let cache = SessionCache::new(SHARDS * 4, Duration::from_secs(60));
+        for i in 0..10_000 {
+            let key = format!("s{i}");
+            cache.put(&key, known("x"));
+            cache.forget(&key);
+        }
+        for shard in &cache.shards {
+            let shard = shard.lock().unwrap();
+            assert!(
+                shard.arrivals.len() <= 2 * 8 + 1,
+                "{}",
+                shard.arrivals.len()
+            );
+        }
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -30,48 +30,60 @@ use super::{Batch, Guarded, Store, StoreError, Write};
 /// guard does not hold, writes nothing and returns every guarded key's current value (`false`,
 /// i.e. a nil reply, for an absent one) for [`Store::commit_reading`].
 ///
-/// ARGV holds the guard count, then `key-index present value` per guard, then the writes:
-/// `S key-index value ttl-ms` (0 = no TTL), `D key-index`, `Z key-index score member`,
-/// `R key-index member`, `E key-index ttl-ms`, `H key-index field by`.
+/// KEYS are the guarded keys (in guard order), then one key per write (in write order). ARGV is
+/// the guard count; then, when there are guards, one string of `1` (must hold the value that
+/// follows) and `0` (must be absent) per guard, and the expected values of the `1`s in order;
+/// then the writes, each its op and its arguments: `S value ttl-ms` (0 = no TTL), `D`,
+/// `Z score member`, `R member`, `E ttl-ms`, `H field by`.
+///
+/// Every guard is read by one `MGET`: inside a script each `redis.call` costs about a
+/// microsecond of Redis CPU whatever it does, so an `MGET` of three keys costs about what one
+/// `GET` does (see README, Performance: 4.62 → 3.84 µs per commit).
 const COMMIT_LUA: &str = r"
 local guards = tonumber(ARGV[1])
 local i = 2
-local held = true
-local current = {}
-for g = 1, guards do
-  current[g] = redis.call('GET', KEYS[tonumber(ARGV[i])])
-  if ARGV[i + 1] == '0' then
-    if current[g] then held = false end
-  elseif current[g] ~= ARGV[i + 2] then
-    held = false
-  end
-  i = i + 3
-end
-if not held then return current end
-while i <= #ARGV do
-  local op, key = ARGV[i], KEYS[tonumber(ARGV[i + 1])]
-  if op == 'S' then
-    if ARGV[i + 3] == '0' then
-      redis.call('SET', key, ARGV[i + 2])
-    else
-      redis.call('SET', key, ARGV[i + 2], 'PX', ARGV[i + 3])
+if guards > 0 then
+  local current = redis.call('MGET', unpack(KEYS, 1, guards))
+  local present = ARGV[2]
+  local held = true
+  i = 3
+  for g = 1, guards do
+    if string.byte(present, g) == 49 then
+      if current[g] ~= ARGV[i] then held = false end
+      i = i + 1
+    elseif current[g] then
+      held = false
     end
-    i = i + 4
+  end
+  if not held then return current end
+end
+local k = guards
+while i <= #ARGV do
+  local op = ARGV[i]
+  k = k + 1
+  local key = KEYS[k]
+  if op == 'S' then
+    if ARGV[i + 2] == '0' then
+      redis.call('SET', key, ARGV[i + 1])
+    else
+      redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[i + 2])
+    end
+    i = i + 3
   elseif op == 'D' then
     redis.call('DEL', key)
-    i = i + 2
+    i = i + 1
   elseif op == 'Z' then
-    redis.call('ZADD', key, ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
+    redis.call('ZADD', key, ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
   elseif op == 'R' then
-    redis.call('ZREM', key, ARGV[i + 2])
-    i = i + 3
+    redis.call('ZREM', key, ARGV[i + 1])
+    i = i + 2
   elseif op == 'E' then
-    redis.call('PEXPIRE', key, ARGV[i + 2])
-    i = i + 3
+    redis.call('PEXPIRE', key, ARGV[i + 1])
+    i = i + 2
   elseif op == 'H' then
-    redis.call('HINCRBY', key, ARGV[i + 2], ARGV[i + 3])
-    i = i + 4
+    redis.call('HINCRBY', key, ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
   else
     return redis.error_reply('unknown batch op ' .. tostring(op))
   end
@@ -375,8 +387,7 @@ impl Store for RedisStore {
 }
 
 /// The `EVALSHA` of [`COMMIT_LUA`] (by its `sha`) for `batch`, written straight into one
-/// command buffer: the keys first (guards, then writes, numbered in that order), then the
-/// arguments, which refer to the keys by number.
+/// command buffer: the keys first (guards, then writes, in that order), then the arguments.
 fn commit_command(sha: &str, batch: &Batch) -> Cmd {
     // Sized up front: the buffer would otherwise grow (and copy itself) several times per hop.
     let values: usize = batch
@@ -398,7 +409,7 @@ fn commit_command(sha: &str, batch: &Batch) -> Cmd {
                     }
             })
             .sum::<usize>();
-    let args = 3 + 4 * batch.guards.len() + 5 * batch.writes.len();
+    let args = 5 + 2 * batch.guards.len() + 5 * batch.writes.len();
     let mut cmd = redis::Cmd::with_capacity(args, values + 24 * args);
     cmd.arg("EVALSHA")
         .arg(sha)
@@ -410,27 +421,27 @@ fn commit_command(sha: &str, batch: &Batch) -> Cmd {
         cmd.arg(write.key());
     }
     cmd.arg(batch.guards.len());
-    let mut index = 0usize;
-    for guard in &batch.guards {
-        index += 1;
-        match &guard.expected {
-            Some(value) => cmd.arg(index).arg("1").arg(value.as_slice()),
-            None => cmd.arg(index).arg("0").arg(""),
-        };
+    if !batch.guards.is_empty() {
+        let present: Vec<u8> = batch
+            .guards
+            .iter()
+            .map(|g| if g.expected.is_some() { b'1' } else { b'0' })
+            .collect();
+        cmd.arg(present);
+        for expected in batch.guards.iter().filter_map(|g| g.expected.as_ref()) {
+            cmd.arg(expected.as_slice());
+        }
     }
     for write in &batch.writes {
-        index += 1;
         match write {
-            Write::Set { value, ttl_ms, .. } => cmd
-                .arg("S")
-                .arg(index)
-                .arg(value.as_slice())
-                .arg(ttl_ms.unwrap_or(0)),
-            Write::Delete { .. } => cmd.arg("D").arg(index),
-            Write::ZAdd { score, member, .. } => cmd.arg("Z").arg(index).arg(*score).arg(member),
-            Write::ZRem { member, .. } => cmd.arg("R").arg(index).arg(member),
-            Write::Expire { ttl_ms, .. } => cmd.arg("E").arg(index).arg(*ttl_ms),
-            Write::HIncrBy { field, by, .. } => cmd.arg("H").arg(index).arg(field).arg(*by),
+            Write::Set { value, ttl_ms, .. } => {
+                cmd.arg("S").arg(value.as_slice()).arg(ttl_ms.unwrap_or(0))
+            }
+            Write::Delete { .. } => cmd.arg("D"),
+            Write::ZAdd { score, member, .. } => cmd.arg("Z").arg(*score).arg(member),
+            Write::ZRem { member, .. } => cmd.arg("R").arg(member),
+            Write::Expire { ttl_ms, .. } => cmd.arg("E").arg(*ttl_ms),
+            Write::HIncrBy { field, by, .. } => cmd.arg("H").arg(field).arg(*by),
         };
     }
     cmd

@@ -1,20 +1,19 @@
-//! Redis round trips per hop, counted on a dedicated `redis-server` (`INFO commandstats`
-//! deltas): one in steady state, two on a cold hop, and the session cache never changing a
-//! screen or a cart when another node has written in between.
-
-use std::collections::HashMap;
+//! Redis round trips per hop, counted on a dedicated `redis-server` (the commands clients sent,
+//! watched by `MONITOR`): one in steady state, two on a cold hop, and the session cache never
+//! changing a screen or a cart when another node has written in between.
 
 use duka::menu::Cart;
 use duka::msisdn::Msisdn;
-use duka::testing::{random_prefix, TestRedis};
+use duka::testing::{random_prefix, Monitor, TestRedis};
 
 use crate::helpers::{dedicated_redis, new_session_id, TestApp, TestOptions};
 
 /// The walk of a purchase: dial, then each input, ending on the order's `END` screen.
 const WALK: [&str; 7] = ["", "1", "2", "3", "2", "1", "1"];
 
-/// Top-level store commands by name: `MGET` reads, `EVALSHA` (`EVAL` on a script cache miss)
-/// commits. (Commands run inside a script are counted under their own names.)
+/// Store commands clients sent, by name: `MGET` reads, `EVALSHA` (`EVAL` on a script cache miss)
+/// commits. (Not the commands a script runs inside Redis, such as the commit's `MGET` of its
+/// guarded keys: see [`Monitor`].)
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Trips {
     reads: u64,
@@ -27,16 +26,17 @@ impl Trips {
     }
 }
 
-fn counts(redis: &TestRedis) -> HashMap<String, u64> {
-    redis.command_counts().unwrap()
+fn watch(redis: &TestRedis) -> Monitor {
+    redis.monitor().unwrap()
 }
 
-fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Trips {
-    let d =
-        |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
+/// The round trips since `watch`.
+fn trips(monitor: Monitor) -> Trips {
+    let sent = monitor.client_commands().unwrap();
+    let n = |name: &str| sent.get(name).copied().unwrap_or(0);
     Trips {
-        reads: d("mget"),
-        commits: d("evalsha") + d("eval"),
+        reads: n("mget"),
+        commits: n("evalsha") + n("eval"),
     }
 }
 
@@ -108,9 +108,9 @@ async fn a_steady_state_hop_is_one_round_trip_and_a_cold_one_two() {
     let msisdn = number(678);
     let session = new_session_id();
     for step in 0..WALK.len() {
-        let before = counts(redis);
+        let watching = watch(redis);
         let screen = hop(&app, &session, &msisdn, step).await;
-        let trips = delta(&before, &counts(redis));
+        let trips = trips(watching);
         if step == 0 {
             assert_eq!(
                 trips,
@@ -135,10 +135,10 @@ async fn a_steady_state_hop_is_one_round_trip_and_a_cold_one_two() {
         }
     }
     // A retransmission writes nothing, so it reads once rather than trust the cache.
-    let before = counts(redis);
+    let watching = watch(redis);
     hop(&app, &session, &msisdn, WALK.len() - 1).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 1,
             commits: 0
@@ -159,20 +159,20 @@ async fn a_restarted_node_reads_once_then_runs_from_its_cache() {
     }
     first.stop().await;
     let restarted = node(redis, &prefix).await;
-    let before = counts(redis);
+    let watching = watch(redis);
     hop(&restarted, &session, &msisdn, 3).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 1,
             commits: 1
         },
         "cold"
     );
-    let before = counts(redis);
+    let watching = watch(redis);
     hop(&restarted, &session, &msisdn, 4).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 0,
             commits: 1
@@ -193,9 +193,9 @@ async fn hops_alternating_between_two_nodes_see_the_one_node_screens_and_carts()
     let session = new_session_id();
     for (step, expected) in alone.iter().enumerate() {
         let app = &nodes[step % 2];
-        let before = counts(redis);
+        let watching = watch(redis);
         let screen = hop(app, &session, &msisdn, step).await;
-        let trips = delta(&before, &counts(redis));
+        let trips = trips(watching);
         assert_eq!(
             &(blank_order(&screen), cart_of(app, &msisdn).await),
             expected,
@@ -226,10 +226,10 @@ async fn another_nodes_write_turns_the_cache_stale_and_the_hop_replans_from_the_
     let screen = hop(&b, &session, &msisdn, 3).await;
     assert_eq!(blank_order(&screen), alone[3].0);
 
-    let before = counts(redis);
+    let watching = watch(redis);
     let screen = hop(&a, &session, &msisdn, 4).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 0,
             commits: 2
@@ -242,10 +242,10 @@ async fn another_nodes_write_turns_the_cache_stale_and_the_hop_replans_from_the_
         "the screen and cart of hop 4, with hop 3's line counted once"
     );
     // The conflict refreshed the cache: back to one round trip.
-    let before = counts(redis);
+    let watching = watch(redis);
     let screen = hop(&a, &session, &msisdn, 5).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 0,
             commits: 1
@@ -256,10 +256,10 @@ async fn another_nodes_write_turns_the_cache_stale_and_the_hop_replans_from_the_
     // Hop 5 again, on node b, which last wrote hop 3: its guess takes it for new input, the
     // guarded commit refuses it and returns the current session, which makes it a
     // retransmission: one round trip, nothing written, the screen node a sent.
-    let before = counts(redis);
+    let watching = watch(redis);
     let again = hop(&b, &session, &msisdn, 5).await;
     assert_eq!(
-        delta(&before, &counts(redis)),
+        trips(watching),
         Trips {
             reads: 0,
             commits: 1

@@ -1610,9 +1610,16 @@ fn every_kind_of_frame_round_trips_through_its_string() {
         "n",
         "l",
         "d:D7K2Q9",
+        "i:rice-2kg",
+        "u:rice-2kg@1",
+        "a:sugar-1kg:0",
+        "a:sugar-1kg:4294967295",
+        "p:snacks-drinks@255>254",
+        "c>10",
     ] {
         let frame: Frame = raw.parse().unwrap();
         assert_eq!(frame.to_string(), raw);
+        assert_eq!(serde_json::to_string(&frame).unwrap(), format!("\"{raw}\""));
     }
 }
 
