@@ -18,7 +18,7 @@ pub mod render;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{Catalog, CatalogError};
-pub use engine::{apology, start, step, MenuState};
+pub use engine::{advance, apology, start, step, MenuState};
 
 /// The longest screen text most gateways take: 182 GSM-7 characters on the wire (Africa's
 /// Talking, Safaricom), less the `CON `/`END ` prefix. Screens are paged at [`Hop::screen_max`].

@@ -313,9 +313,11 @@ fn walk(
         if walked.reply.end {
             break;
         }
-        // The step reads the state it leaves; the next one replaces it.
-        let state = std::mem::take(&mut walked.state);
-        run(&mut walked, &|hop| menu::step(hop, &state, input));
+        // The step consumes the state it leaves (no copy); `run` calls it exactly once.
+        let state = std::cell::Cell::new(Some(std::mem::take(&mut walked.state)));
+        run(&mut walked, &|hop| {
+            menu::advance(hop, state.take().unwrap_or_default(), input)
+        });
     }
     walked
 }
@@ -558,13 +560,14 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
 
         match shop.store.commit_reading(&batch).await {
             Ok(Guarded::Applied) => {
+                let screen = record.menu.screen_id().to_owned();
                 // An ended session only ever gets retransmissions, which read anyway.
                 if reply.end {
                     shop.session_cache.forget(&session_key);
                 } else {
                     let known = Known {
                         records: written,
-                        session: Some(record.clone()),
+                        session: Some(record),
                         cart: new_cart,
                         profile: new_profile,
                     };
@@ -573,11 +576,11 @@ pub async fn handle_hop(shop: &Shop, req: &UssdRequest) -> Result<HopResult, Hop
                 for shard in wake {
                     shop.jobs.wake(shard);
                 }
-                tracing::Span::current().record("menu.id", record.menu.screen_id());
+                tracing::Span::current().record("menu.id", screen.as_str());
                 return Ok(HopResult {
                     reply,
                     lang,
-                    screen: record.menu.screen_id().to_owned(),
+                    screen,
                     repeated: false,
                     placed_order,
                     from_screen: resumed

@@ -289,9 +289,15 @@ impl std::str::FromStr for Frame {
 
 impl Serialize for Frame {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(24);
-        self.write_to(&mut out);
-        serializer.serialize_str(&out)
+        // Every hop writes its whole stack: one buffer per thread, not one string per frame.
+        thread_local! {
+            static WRITTEN: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        WRITTEN.with_borrow_mut(|out| {
+            out.clear();
+            self.write_to(out);
+            serializer.serialize_str(out)
+        })
     }
 }
 
@@ -304,7 +310,7 @@ impl<'de> Deserialize<'de> for Frame {
 
 /// The first screen of a new session: the main menu, or the offer to continue a cart.
 pub fn start(hop: &Hop<'_>) -> Step {
-    let mut session = Session::new(hop, &MenuState::default());
+    let mut session = Session::new(hop, MenuState::default());
     if !session.cart.is_empty() {
         session.stack.push(Frame::new(Screen::Resume));
     }
@@ -313,6 +319,11 @@ pub fn start(hop: &Hop<'_>) -> Step {
 
 /// The next screen after `input` on the screen `state` is at.
 pub fn step(hop: &Hop<'_>, state: &MenuState, input: &str) -> Step {
+    advance(hop, state.clone(), input)
+}
+
+/// [`step`], from a state the caller has no more use for (a hop's walk): no copy of it.
+pub fn advance(hop: &Hop<'_>, state: MenuState, input: &str) -> Step {
     let mut session = Session::new(hop, state);
     let input = input.trim();
     let outcome = if session.stale {
@@ -367,12 +378,13 @@ struct Session<'h, 'a> {
 }
 
 impl<'h, 'a> Session<'h, 'a> {
-    fn new(hop: &'h Hop<'a>, state: &MenuState) -> Self {
+    fn new(hop: &'h Hop<'a>, state: MenuState) -> Self {
         let catalog = hop.catalog;
+        let had_frames = !state.stack.is_empty();
         let mut session = Session {
             hop,
             catalog,
-            stack: state.stack.clone(),
+            stack: state.stack,
             cart: clean_cart(catalog, hop.cart),
             profile: hop.profile.clone(),
             effects: Vec::new(),
@@ -381,10 +393,10 @@ impl<'h, 'a> Session<'h, 'a> {
         let root_ok = session
             .stack
             .first()
-            .is_some_and(|f| f.screen == Screen::Static(MAIN_SCREEN.to_owned()));
+            .is_some_and(|f| matches!(&f.screen, Screen::Static(id) if id == MAIN_SCREEN));
         let frames_ok = session.stack.iter().all(|f| session.exists(&f.screen));
         if !root_ok || !frames_ok || session.stack.len() > MAX_DEPTH {
-            session.stale = !state.stack.is_empty();
+            session.stale = had_frames;
             session.home();
         }
         session
