@@ -53,6 +53,8 @@ use crate::orders::{OrderLine, OrderStatus, OrderSummary};
 pub const MAIN_SCREEN: &str = "main";
 /// The most of one product in the cart; quantities are typed as 1 to 99.
 pub const MAX_QTY: u32 = 99;
+/// The largest quantity whose "Added" page is kept in [`super::pages::Pages`].
+const MAX_CACHED_QTY: u32 = 10;
 /// The most distinct products in the cart.
 pub const MAX_CART_LINES: usize = 10;
 /// The largest order, in whole shillings: the most one M-Pesa payment can be.
@@ -969,6 +971,9 @@ impl<'h, 'a> Session<'h, 'a> {
             | Screen::Quantity(_)
             | Screen::Clear
             | Screen::Payer => None,
+            // "Added Q x NAME": the product and the number typed decide it. Only small numbers
+            // (nearly every order) are kept, so typing every quantity cannot fill the cache.
+            Screen::Added(_, qty) if *qty <= MAX_CACHED_QTY => None,
             _ => return None,
         };
         Some(PageKey {

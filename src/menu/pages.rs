@@ -1,7 +1,8 @@
 //! Pages whose text the menus alone decide, laid out once per catalog and then served from memory.
 //!
 //! Most hops show a screen that is the same for every shopper: the main menu, the categories,
-//! a category's products, a product's "Enter quantity", Help. Laying such a page out formats
+//! a category's products, a product's "Enter quantity", Help, "Added 2 x Sugar" (for small
+//! quantities). Laying such a page out formats
 //! every line and counts its GSM-7 septets to decide what fits, and that was the largest part of
 //! a hop's CPU outside the I/O (`callgrind`: about a quarter of the server's instructions, see
 //! the README's Performance section). The engine asks [`Pages`] first, for those screens only

@@ -5,6 +5,7 @@
 //! tests fail and name the packages, unless `DUKA_SKIP_BROWSER_TESTS=1`. Screenshots go to
 //! `target/console-screenshots/`.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -224,17 +225,28 @@ async fn sign_in_attempts_are_rate_limited() {
 
 // ---- in the browser ----
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port, stopped when dropped together with the Chromium it started.
+///
+/// Killing chromedriver alone leaves its Chromium running (reparented to init): every test run
+/// leaked one browser of a dozen processes that way, whenever a test ended without closing its
+/// session (a panic, or no `close()`). So chromedriver runs in a process group of its own, and
+/// the whole group goes, then the browser's profile directory.
 struct Driver {
     child: Child,
     url: String,
-    _profile: PathBuf,
+    profile: PathBuf,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`); `-PGID` names the group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -275,13 +287,14 @@ async fn browser() -> (Driver, Client) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chromedriver starts");
     let profile = std::env::temp_dir().join(format!("duka-chromium-{}-{port}", std::process::id()));
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
-        _profile: profile.clone(),
+        profile: profile.clone(),
     };
     let mut caps = serde_json::Map::new();
     caps.insert(

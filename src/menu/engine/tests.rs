@@ -2055,11 +2055,13 @@ fn a_till_shop_s_help_and_order_screens_name_the_till() {
 fn a_cached_page_is_the_page_a_fresh_catalog_lays_out() {
     let load = || Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("menus")).unwrap();
     let shared = load();
-    let walks: [&[&str]; 4] = [
+    let walks: [&[&str]; 5] = [
         &["1", "1", "98", "0", "2", "00", "4"],
         &["3", "2", "00", "1", "1", "1"],
         &["1", "2", "1", "x", "0", "0", "0", "5"],
         &["1", "1", "2", "3", "1"],
+        // "Added" pages: kept up to MAX_CACHED_QTY, laid out every time above it.
+        &["1", "1", "1", "10", "2", "1", "11", "2", "2", "10", "0"],
     ];
     let mut variants = Vec::new();
     for screen_max in [
@@ -2111,4 +2113,12 @@ fn a_cached_page_is_the_page_a_fresh_catalog_lays_out() {
         "{} pages kept",
         shared.pages().len()
     );
+    // The last walk does reach "Added" at both sides of the bound.
+    let added = walk(&shared, &variants[0], walks[4]);
+    for qty in ["Added 10 x", "Added 11 x"] {
+        assert!(
+            added.iter().any(|s| s.starts_with(qty)),
+            "{qty}: {added:#?}"
+        );
+    }
 }
