@@ -283,19 +283,24 @@ fn walk(
         effects: Vec::new(),
     };
     let catalog = shop.catalog();
-    let run = |walked: &mut Walked, engine: &dyn Fn(&Hop<'_>) -> menu::Step| {
-        let step = engine(&Hop {
-            catalog: &catalog,
-            msisdn: &req.msisdn,
-            mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
-            screen_max: req.screen_max,
-            cart: &walked.cart,
-            profile: &walked.profile,
-            payee: shop.settings.payee(),
-            new_order_number: order_number,
-            now_ms,
-            push_blocked_until_ms,
-        });
+    // Each step is handed the state the previous one left (moved, not copied).
+    let run = |walked: &mut Walked, engine: &dyn Fn(&Hop<'_>, MenuState) -> menu::Step| {
+        let state = std::mem::take(&mut walked.state);
+        let step = engine(
+            &Hop {
+                catalog: &catalog,
+                msisdn: &req.msisdn,
+                mpesa: req.msisdn.mpesa_payable(req.network_code.as_deref()),
+                screen_max: req.screen_max,
+                cart: &walked.cart,
+                profile: &walked.profile,
+                payee: shop.settings.payee(),
+                new_order_number: order_number,
+                now_ms,
+                push_blocked_until_ms,
+            },
+            state,
+        );
         walked.cart = step.cart;
         walked.profile = step.profile;
         walked.effects.extend(step.effects);
@@ -307,17 +312,13 @@ fn walk(
             walked.state = state.clone();
             walked.reply = reply.clone();
         }
-        None => run(&mut walked, &menu::start),
+        None => run(&mut walked, &|hop, _| menu::start(hop)),
     }
     for input in inputs {
         if walked.reply.end {
             break;
         }
-        // The step consumes the state it leaves (no copy); `run` calls it exactly once.
-        let state = std::cell::Cell::new(Some(std::mem::take(&mut walked.state)));
-        run(&mut walked, &|hop| {
-            menu::advance(hop, state.take().unwrap_or_default(), input)
-        });
+        run(&mut walked, &|hop, state| menu::advance(hop, state, input));
     }
     walked
 }

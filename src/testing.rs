@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod monitor;
 
-pub use monitor::Monitor;
+pub use monitor::{Monitor, RoundTrips};
 
 /// Why a throwaway Redis could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -76,6 +76,37 @@ impl Monitor {
             }
         }
     }
+
+    /// The store's round trips since [`TestRedis::monitor`].
+    ///
+    /// # Errors
+    /// As [`Monitor::client_commands`].
+    pub fn round_trips(self) -> std::io::Result<RoundTrips> {
+        Ok(RoundTrips::of(&self.client_commands()?))
+    }
+}
+
+/// The store's round trips among the commands clients sent: `MGET` reads, `EVALSHA` commits
+/// (`EVAL` when Redis had lost the script).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundTrips {
+    pub reads: u64,
+    pub commits: u64,
+}
+
+impl RoundTrips {
+    /// The round trips among `sent` ([`Monitor::client_commands`]).
+    pub fn of(sent: &HashMap<String, u64>) -> Self {
+        let n = |name: &str| sent.get(name).copied().unwrap_or(0);
+        Self {
+            reads: n("mget"),
+            commits: n("evalsha") + n("eval"),
+        }
+    }
+
+    pub fn total(self) -> u64 {
+        self.reads + self.commits
+    }
 }
 
 /// The lowercase command name of one feed line (`+1700000000.000001 [0 127.0.0.1:5000] "MGET"

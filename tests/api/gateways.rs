@@ -189,13 +189,7 @@ async fn round_trips_per_hop(name: &str) -> Vec<u64> {
     })
     .await;
     // Store commands clients sent; not the commands a script runs inside Redis.
-    let trips = |watching: duka::testing::Monitor| -> u64 {
-        let sent = watching.client_commands().unwrap();
-        ["mget", "evalsha", "eval"]
-            .iter()
-            .filter_map(|c| sent.get(*c))
-            .sum()
-    };
+    let trips = |watching: duka::testing::Monitor| watching.round_trips().unwrap().total();
     let gateway = gateway::by_name(name).unwrap();
     let mut phone = phone_on(&app, gateway, safaricom_number());
     let mut per_hop = Vec::new();

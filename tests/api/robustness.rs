@@ -1,5 +1,7 @@
 //! Bad input, a store that goes away, the health endpoints, and the hop's budget in Redis.
 
+use duka::testing::RoundTrips;
+
 use crate::helpers::{dedicated_redis, TestApp, TestOptions};
 
 #[tokio::test]
@@ -116,16 +118,6 @@ async fn metrics_count_hops_in_prometheus_format() {
     assert!(text.contains("duka_ussd_hop_seconds_count 3"), "{text}");
 }
 
-/// Store commands clients sent (see [`duka::testing::Monitor`]): `MGET` reads, `EVALSHA` (or
-/// `EVAL` on a script cache miss) commits. The commands a script runs inside Redis are not
-/// among them.
-fn round_trips(sent: &std::collections::HashMap<String, u64>) -> u64 {
-    ["mget", "evalsha", "eval"]
-        .iter()
-        .filter_map(|name| sent.get(*name))
-        .sum()
-}
-
 #[tokio::test]
 async fn every_hop_of_the_flow_takes_at_most_two_redis_round_trips() {
     let redis = dedicated_redis();
@@ -145,7 +137,7 @@ async fn every_hop_of_the_flow_takes_at_most_two_redis_round_trips() {
             phone.press(input).await
         };
         let sent = watching.client_commands().unwrap();
-        let hop = round_trips(&sent);
+        let hop = RoundTrips::of(&sent).total();
         assert!(
             (1..=2).contains(&hop),
             "hop {i} ({input:?}) took {hop} round trips: {screen}"
@@ -166,7 +158,7 @@ async fn every_hop_of_the_flow_takes_at_most_two_redis_round_trips() {
     let watching = redis.monitor().unwrap();
     phone.resend().await;
     assert_eq!(
-        round_trips(&watching.client_commands().unwrap()),
+        watching.round_trips().unwrap().total(),
         1,
         "a retransmission is answered from one read"
     );

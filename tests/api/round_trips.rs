@@ -4,40 +4,21 @@
 
 use duka::menu::Cart;
 use duka::msisdn::Msisdn;
-use duka::testing::{random_prefix, Monitor, TestRedis};
+use duka::testing::{random_prefix, Monitor, RoundTrips as Trips, TestRedis};
 
 use crate::helpers::{dedicated_redis, new_session_id, TestApp, TestOptions};
 
 /// The walk of a purchase: dial, then each input, ending on the order's `END` screen.
 const WALK: [&str; 7] = ["", "1", "2", "3", "2", "1", "1"];
 
-/// Store commands clients sent, by name: `MGET` reads, `EVALSHA` (`EVAL` on a script cache miss)
-/// commits. (Not the commands a script runs inside Redis, such as the commit's `MGET` of its
-/// guarded keys: see [`Monitor`].)
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Trips {
-    reads: u64,
-    commits: u64,
-}
-
-impl Trips {
-    fn total(self) -> u64 {
-        self.reads + self.commits
-    }
-}
-
 fn watch(redis: &TestRedis) -> Monitor {
     redis.monitor().unwrap()
 }
 
-/// The round trips since `watch`.
+/// The round trips since `watch` (not the commands a script runs inside Redis, such as the
+/// commit's `MGET` of its guarded keys: see [`Monitor`]).
 fn trips(monitor: Monitor) -> Trips {
-    let sent = monitor.client_commands().unwrap();
-    let n = |name: &str| sent.get(name).copied().unwrap_or(0);
-    Trips {
-        reads: n("mget"),
-        commits: n("evalsha") + n("eval"),
-    }
+    monitor.round_trips().unwrap()
 }
 
 async fn node(redis: &'static TestRedis, prefix: &str) -> TestApp {
