@@ -112,6 +112,21 @@ pub struct BenchArgs {
     /// With --compare: how many rounds (each runs both servers).
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// With --compare: an environment variable for `duka serve` only, `NAME=VALUE`
+    /// (repeatable): one shape of Duka against the same baseline, e.g.
+    /// `DUKA_RUNTIME=current_thread` or `DUKA_SESSION_CACHE=0`.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env_pair, requires = "compare")]
+    pub duka_env: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE`, for `--duka-env`.
+fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
 }
 
 /// Why a `--url` is refused.
@@ -388,6 +403,20 @@ mod tests {
             parse_target("127.0.0.1:8080"),
             Err(TargetError::Invalid(_) | TargetError::Scheme(_))
         ));
+    }
+
+    #[test]
+    fn a_duka_env_is_a_name_and_a_value() {
+        assert_eq!(
+            parse_env_pair("DUKA_RUNTIME=current_thread").unwrap(),
+            ("DUKA_RUNTIME".to_owned(), "current_thread".to_owned())
+        );
+        assert_eq!(
+            parse_env_pair("DUKA_X=a=b").unwrap(),
+            ("DUKA_X".to_owned(), "a=b".to_owned())
+        );
+        assert!(parse_env_pair("DUKA_RUNTIME").is_err());
+        assert!(parse_env_pair("=1").is_err());
     }
 
     #[test]

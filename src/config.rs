@@ -127,6 +127,39 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
     }
 
+    /// Applies `duka serve --record DIR` and its filters, which outrank the environment's: the
+    /// default shop records into `dir`, every shop of `DUKA_SHOPS` into `dir/<id>` (as
+    /// `DUKA_RECORD_DIR` does), all with the same filters.
+    pub fn record_into(
+        &mut self,
+        dir: Option<PathBuf>,
+        flags: &crate::fixtures::record::RecordFilter,
+    ) {
+        for shop in &mut self.shops {
+            let own = dir.as_ref().map(|dir| dir.join(&shop.id));
+            shop.settings.record_flags(own, flags);
+        }
+        self.record_flags(dir, flags);
+    }
+
+    fn record_flags(
+        &mut self,
+        dir: Option<PathBuf>,
+        flags: &crate::fixtures::record::RecordFilter,
+    ) {
+        if dir.is_some() {
+            self.record_dir = dir;
+        }
+        let filter = &mut self.record_filter;
+        filter.sample = flags.sample.or(filter.sample);
+        if let Some(phone) = &flags.phone {
+            filter.phone = Some(phone.clone());
+        }
+        if let Some(code) = &flags.service_code {
+            filter.service_code = Some(code.clone());
+        }
+    }
+
     /// Reads settings through `lookup` (the environment, or a map in tests).
     ///
     /// # Errors

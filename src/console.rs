@@ -46,6 +46,15 @@ pub fn at(path: &str) -> String {
         .unwrap_or_else(|_| path.to_owned())
 }
 
+/// The id of the mounted shop serving this request (`mboga` under `/shops/mboga`), for the
+/// console's header and titles; `None` for the default shop.
+pub fn shop_id() -> Option<String> {
+    MOUNT
+        .try_with(|mount| mount.strip_prefix("/shops/").map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
 /// Runs a mounted shop's request with its mount known to [`at`].
 pub async fn mounted_at(
     mount: String,

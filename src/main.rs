@@ -171,11 +171,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             operator_token_file,
         } => {
             let mut settings = Settings::from_env()?;
-            settings.record_dir = record.or(settings.record_dir);
-            let filter = &mut settings.record_filter;
-            filter.sample = record_sample.or(filter.sample);
-            filter.phone = record_phone.or(filter.phone.take());
-            filter.service_code = record_service_code.or(filter.service_code.take());
+            let flags = duka::fixtures::record::RecordFilter {
+                sample: record_sample,
+                phone: record_phone,
+                service_code: record_service_code,
+            };
+            settings.record_into(record, &flags);
             duka::telemetry::init(&settings.log_format);
             // Only the demo's store lives in this process, out of `duka order`'s reach.
             let demo = settings.store == duka::config::StoreSettings::Embedded;

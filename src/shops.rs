@@ -275,6 +275,33 @@ mod tests {
     }
 
     #[test]
+    fn serve_record_records_every_shop_each_in_its_own_folder_with_the_same_filters() {
+        let mut settings = load(&[
+            ("DUKA_SHOPS", "beta"),
+            ("DUKA_SHOP_BETA_MENUS", "/b"),
+            ("DUKA_SHOP_BETA_ORDER_PREFIX", "B"),
+            ("DUKA_RECORD_SAMPLE", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(settings.shops[0].settings.record_dir, None);
+        let flags = crate::fixtures::record::RecordFilter {
+            sample: None,
+            phone: Some(crate::msisdn::Msisdn::parse("0712345678").unwrap()),
+            service_code: None,
+        };
+
+        settings.record_into(Some("/srv/rec".into()), &flags);
+
+        assert_eq!(settings.record_dir, Some("/srv/rec".into()));
+        let beta = &settings.shops[0].settings;
+        assert_eq!(beta.record_dir, Some("/srv/rec/beta".into()));
+        for filter in [&settings.record_filter, &beta.record_filter] {
+            assert_eq!(filter.sample, Some(0.5), "the environment's sample stays");
+            assert_eq!(filter.phone, flags.phone, "the flag's phone applies");
+        }
+    }
+
+    #[test]
     fn a_shop_sends_its_sms_under_its_own_sender_id_on_the_shared_account() {
         let settings = load(&[
             ("AT_BASE_URL", "https://api.africastalking.com"),

@@ -10,6 +10,9 @@
 //!   logic, no session;
 //! - **duka**: `duka serve` with `REDIS_URL`, the whole hop.
 //!
+//! `--duka-env NAME=VALUE` sets a variable for `duka serve` only, to compare one shape of Duka
+//! (`DUKA_RUNTIME=current_thread`, `DUKA_SESSION_CACHE=0`) against the same baseline.
+//!
 //! Each run prints hops/s, p99 and the server's CPU per hop (its `utime + stime` from
 //! `/proc/<pid>/stat` over the run, divided by the hops); the end prints the medians and the
 //! ratios duka / baseline. Rounds alternate so a noisy neighbour hurts both sides alike.
@@ -142,7 +145,8 @@ fn run_one(exe: &Path, server: Server, args: &BenchArgs) -> anyhow::Result<Measu
                 .env("DUKA_ALLOW_NO_PERSISTENCE", "1")
                 .env("DUKA_LISTEN", &addr)
                 .env("DUKA_MENUS", &args.menus)
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", "warn")
+                .envs(args.duka_env.iter().map(|(name, value)| (name, value)));
         }
     }
     let child = Reaped(

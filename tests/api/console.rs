@@ -414,6 +414,9 @@ async fn in_the_browser_an_operator_finds_a_paid_order_and_watches_a_pending_one
 
     let (_driver, client) = browser().await;
     sign_in_browser(&client, &app).await;
+    // The default shop's header names no shop of DUKA_SHOPS.
+    assert_eq!(wait_text(&client, "header strong", "Duka").await, "Duka");
+    assert!(client.find(Locator::Css("header #shop")).await.is_err());
 
     // Search by the last digits of the phone: only the paid order, its phone masked.
     let q = client.find(Locator::Id("q")).await.unwrap();
@@ -833,6 +836,10 @@ async fn in_the_browser_a_second_shops_console_lists_its_own_orders_under_its_mo
         client.current_url().await.unwrap().path(),
         format!("/shops/mboga/console/orders/{mboga_order}")
     );
+    // The header and the tab name the shop, so an operator of several knows which one this is.
+    assert_eq!(wait_text(&client, "header #shop", "mboga").await, "mboga");
+    let title = client.title().await.unwrap();
+    assert!(title.contains("mboga"), "{title}");
     screenshot(&client, "second-shop-order").await;
     // The default shop's console is a separate sign-in: this session is the mount's only.
     client
