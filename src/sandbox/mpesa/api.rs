@@ -27,11 +27,11 @@ use axum::Router;
 use base64::Engine as _;
 use secrecy::ExposeSecret as _;
 use serde_json::{json, Value};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::checks::{self, Refusal, Rules};
-use super::state::{Inner, OpenPrompt, State as SandboxState, Transaction};
+use super::state::{Inner, OpenPrompt, State as SandboxState};
 use super::{
     deliver, C2bRegistration, Fault, MsisdnStyle, PayBill, PhoneAnswer, Prompt, PromptAnswer,
     PromptEvent, RecordedPush, RecordedRequest,
@@ -319,12 +319,6 @@ fn accept_push(inner: &Arc<Inner>, state: &mut SandboxState, body: &Value) -> An
             .unwrap_or_else(|| rules.shortcode.clone()),
         opened_at: now,
     });
-    state.transactions.insert(
-        checkout_request_id.clone(),
-        Transaction {
-            result_queried: Arc::new(Notify::new()),
-        },
-    );
     state.record_push(RecordedPush {
         checkout_request_id: checkout_request_id.clone(),
         merchant_request_id: merchant_request_id.clone(),

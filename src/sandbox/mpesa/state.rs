@@ -37,8 +37,12 @@ pub(crate) struct State {
     /// Issued tokens and when each stops working.
     pub tokens: HashMap<String, DateTime<Utc>>,
     pub faults: HashMap<Endpoint, VecDeque<Fault>>,
+    /// Accepted pushes, oldest first (recent ones only: see [`State::record_push`]).
     pub pushes: Vec<RecordedPush>,
-    /// By `CheckoutRequestID`: what the push's task waits on (the push itself is in `pushes`).
+    /// How many pushes were forgotten from the front of `pushes`: push number `n` (counted
+    /// from the sandbox's start) is `pushes[n - forgotten_pushes]`.
+    pub forgotten_pushes: u64,
+    /// By `CheckoutRequestID`: what the push's task waits on, and where the push is.
     pub transactions: HashMap<String, Transaction>,
     /// Phones with a push the phone has not answered yet, to the push's `CheckoutRequestID`.
     pub busy_phones: HashMap<String, String>,
@@ -69,6 +73,8 @@ pub(crate) struct Ledgered {
 pub(crate) struct Transaction {
     /// Signalled when a query reports the result, for [`super::Delivery::AfterQuery`].
     pub result_queried: Arc<Notify>,
+    /// The push's number, counted from the sandbox's start (see [`State::forgotten_pushes`]).
+    pub push_number: u64,
 }
 
 pub(crate) struct OpenPrompt {
@@ -97,6 +103,7 @@ impl Inner {
                 tokens: HashMap::new(),
                 faults: HashMap::new(),
                 pushes: Vec::new(),
+                forgotten_pushes: 0,
                 transactions: HashMap::new(),
                 busy_phones: HashMap::new(),
                 open_prompts: HashMap::new(),
@@ -201,25 +208,125 @@ impl Inner {
 }
 
 impl State {
-    /// The recorded push with this id (recent pushes only: see [`crate::sandbox::record_limit`]).
+    /// The recorded push with this id (recent pushes only: see [`State::record_push`]), found
+    /// through its transaction without a scan: a busy demo holds thousands.
     pub fn push_mut(&mut self, checkout_request_id: &str) -> Option<&mut RecordedPush> {
+        let number = self.transactions.get(checkout_request_id)?.push_number;
+        let at = usize::try_from(number.checked_sub(self.forgotten_pushes)?).ok()?;
         self.pushes
-            .iter_mut()
-            .rev()
-            .find(|p| p.checkout_request_id == checkout_request_id)
+            .get_mut(at)
+            .filter(|p| p.checkout_request_id == checkout_request_id)
     }
 
-    /// Records an accepted push, forgetting the oldest ones (and their transactions) beyond the
-    /// record limit.
+    /// Records an accepted push and its transaction, forgetting the oldest answered pushes
+    /// (and their transactions) beyond [`crate::sandbox::record_limit`], in batches.
+    ///
+    /// A push whose phone has not answered is never forgotten, nor any after it: its task
+    /// looks it up to send the callback, and a demo under load accepts more pushes within one
+    /// callback delay than the limit (forgetting them lost their payments). Every push is
+    /// answered within the prompt timeout, so what is kept stays bounded.
     pub fn record_push(&mut self, push: RecordedPush) {
-        crate::sandbox::record(&mut self.pushes, push);
-        if self.transactions.len() > 2 * crate::sandbox::record_limit() {
-            let kept: std::collections::HashSet<&str> = self
-                .pushes
-                .iter()
-                .map(|p| p.checkout_request_id.as_str())
-                .collect();
-            self.transactions.retain(|id, _| kept.contains(id.as_str()));
+        let number = self.forgotten_pushes + self.pushes.len() as u64;
+        self.transactions.insert(
+            push.checkout_request_id.clone(),
+            Transaction {
+                result_queried: Arc::new(Notify::new()),
+                push_number: number,
+            },
+        );
+        self.pushes.push(push);
+        let limit = crate::sandbox::record_limit();
+        if self.pushes.len() <= limit + limit / 4 {
+            return;
         }
+        let answered = self.pushes[..self.pushes.len() - limit]
+            .iter()
+            .take_while(|p| p.result_code.is_some())
+            .count();
+        if answered == 0 {
+            return;
+        }
+        self.pushes.drain(..answered);
+        self.forgotten_pushes += answered as u64;
+        if self.transactions.len() > self.pushes.len() + limit / 4 {
+            let first = self.forgotten_pushes;
+            self.transactions.retain(|_, t| t.push_number >= first);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msisdn::Msisdn;
+    use crate::sandbox::mpesa::{Outcome, RecordedPush, SandboxConfig};
+
+    fn state() -> Inner {
+        let (_stop, shutdown) = watch::channel(false);
+        Inner::new(
+            SandboxConfig::default(),
+            "http://127.0.0.1:1".into(),
+            shutdown,
+        )
+        .unwrap()
+    }
+
+    fn push(n: usize) -> RecordedPush {
+        RecordedPush {
+            checkout_request_id: format!("ws_CO_{n:08}"),
+            merchant_request_id: format!("m-{n}"),
+            phone: Msisdn::parse("254712345678").unwrap(),
+            amount: 100,
+            account_reference: "DK10427".into(),
+            description: "Duka DK10427".into(),
+            callback_url: "http://127.0.0.1:1/cb".into(),
+            outcome: Outcome::paid(),
+            accepted_at: "2026-11-24T11:30:41Z".parse().unwrap(),
+            result_code: None,
+            receipt: None,
+        }
+    }
+
+    #[test]
+    fn a_push_still_waiting_for_its_phone_is_never_forgotten_and_answered_ones_are() {
+        let inner = state();
+        let mut state = inner.lock();
+        let limit = crate::sandbox::record_limit();
+        let accepted = limit * 3 / 2 + 1;
+        // More pushes than the limit are waiting for their phones at once (a busy demo).
+        for n in 0..accepted {
+            state.record_push(push(n));
+        }
+        assert_eq!(
+            state.pushes.len(),
+            accepted,
+            "none is forgotten while waiting"
+        );
+        assert!(state.push_mut(&push(0).checkout_request_id).is_some());
+
+        // The oldest half answer; the next push makes room among the answered only.
+        for n in 0..limit {
+            state
+                .push_mut(&push(n).checkout_request_id)
+                .unwrap()
+                .result_code = Some(0);
+        }
+        state.record_push(push(accepted));
+
+        let forgotten = accepted + 1 - limit;
+        assert_eq!(state.forgotten_pushes, forgotten as u64);
+        assert_eq!(state.pushes.len(), limit);
+        assert!(state
+            .push_mut(&push(forgotten - 1).checkout_request_id)
+            .is_none());
+        for n in [forgotten, limit, accepted - 1, accepted] {
+            let id = push(n).checkout_request_id;
+            assert_eq!(state.push_mut(&id).unwrap().checkout_request_id, id);
+        }
+        assert_eq!(
+            state.transactions.len(),
+            limit,
+            "their transactions go with them"
+        );
     }
 }

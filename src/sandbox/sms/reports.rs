@@ -218,7 +218,6 @@ pub(super) fn schedule(
     });
     let mut state = shared.state();
     state.report_tasks.retain(|t| !t.is_finished());
-    state.report_tasks.retain(|task| !task.is_finished());
     state.report_tasks.push(task.abort_handle());
 }
 
