@@ -39,16 +39,21 @@ impl Capture {
 
     /// Installs the capture for the current thread until the guard is dropped.
     ///
-    /// Then every callsite's cached interest is worked out again: a callsite that another test's
-    /// thread registered at the same moment may have cached "never" (no other subscriber wants
-    /// it) without counting this one, and its events would be lost here (seen once in a full
-    /// run: the "order placed" line missing).
+    /// Then every callsite's cached interest is worked out again, twice: a callsite that another
+    /// test's thread was registering at that moment may have cached "never" (no other
+    /// subscriber wants it) without counting this one, and its events would be lost here (seen
+    /// in full runs: the "order placed" line missing). A registration that began before this
+    /// subscriber existed can store its answer after the first rebuild; one that begins after
+    /// counts this subscriber. So the second rebuild, once any registration under way has
+    /// finished (they take microseconds), leaves no stale answer behind.
     fn install(&self) -> tracing::subscriber::DefaultGuard {
         let guard = tracing::subscriber::set_default(
             tracing_subscriber::registry()
                 .with(tracing_subscriber::filter::LevelFilter::INFO)
                 .with(self.clone()),
         );
+        tracing::callsite::rebuild_interest_cache();
+        std::thread::sleep(Duration::from_millis(100));
         tracing::callsite::rebuild_interest_cache();
         guard
     }
