@@ -136,28 +136,15 @@ impl Settings {
         flags: &crate::fixtures::record::RecordFilter,
     ) {
         for shop in &mut self.shops {
-            let own = dir.as_ref().map(|dir| dir.join(&shop.id));
-            shop.settings.record_flags(own, flags);
+            if let Some(dir) = &dir {
+                shop.settings.record_dir = Some(crate::shops::fixture_dir(dir, &shop.id));
+            }
+            shop.settings.record_filter.overridden_by(flags);
         }
-        self.record_flags(dir, flags);
-    }
-
-    fn record_flags(
-        &mut self,
-        dir: Option<PathBuf>,
-        flags: &crate::fixtures::record::RecordFilter,
-    ) {
         if dir.is_some() {
             self.record_dir = dir;
         }
-        let filter = &mut self.record_filter;
-        filter.sample = flags.sample.or(filter.sample);
-        if let Some(phone) = &flags.phone {
-            filter.phone = Some(phone.clone());
-        }
-        if let Some(code) = &flags.service_code {
-            filter.service_code = Some(code.clone());
-        }
+        self.record_filter.overridden_by(flags);
     }
 
     /// Reads settings through `lookup` (the environment, or a map in tests).

@@ -50,7 +50,11 @@ pub fn at(path: &str) -> String {
 /// console's header and titles; `None` for the default shop.
 pub fn shop_id() -> Option<String> {
     MOUNT
-        .try_with(|mount| mount.strip_prefix("/shops/").map(str::to_owned))
+        .try_with(|mount| {
+            mount
+                .strip_prefix(crate::shops::MOUNT_PREFIX)
+                .map(str::to_owned)
+        })
         .ok()
         .flatten()
 }

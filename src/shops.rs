@@ -44,8 +44,17 @@ pub struct ExtraShop {
 impl ExtraShop {
     /// Where the shop is mounted: `/shops/<id>`.
     pub fn path(&self) -> String {
-        format!("/shops/{}", self.id)
+        format!("{MOUNT_PREFIX}{}", self.id)
     }
+}
+
+/// What every shop's mount starts with: `/shops/<id>`.
+pub const MOUNT_PREFIX: &str = "/shops/";
+
+/// Where a shop records its fixtures when the deployment records into `dir`: a folder of its
+/// own, since they replay against its own menus.
+pub fn fixture_dir(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    dir.join(id)
 }
 
 /// The environment variable of `name` for shop `id`: `DUKA_SHOP_<ID>_<NAME>`, without a second
@@ -101,8 +110,11 @@ pub fn from_lookup(
                 // Its own data: under its own prefix unless it names one.
                 "DUKA_KEY_PREFIX" => Some(format!("{}-{id}", main.key_prefix)),
                 "DUKA_PUBLIC_URL" => main.public_url.as_ref().map(|u| format!("{u}/shops/{id}")),
-                // Its fixtures apart: they replay against its own menus.
-                "DUKA_RECORD_DIR" => lookup(name).map(|dir| format!("{dir}/{id}")),
+                "DUKA_RECORD_DIR" => lookup(name).map(|dir| {
+                    fixture_dir(std::path::Path::new(&dir), id)
+                        .display()
+                        .to_string()
+                }),
                 _ if OWN.contains(&name) => None,
                 _ => lookup(name),
             }
